@@ -1,0 +1,28 @@
+# Quick start: `make demo` paints a photo on the bundled defaults, `make test` runs the tests.
+# Each target creates the virtual environment it needs (.venv) on first use.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+SHARED ?= ../shared
+export IMPASTO_VGG_WEIGHTS ?= $(abspath $(SHARED)/weights/vgg16_hed_bsds500.weights.h5)
+
+.PHONY: venv demo test bench clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+	$(BIN)/pip install -e ".[dev]"
+	touch $@
+
+demo: venv
+	$(BIN)/impasto optimize --content $(SHARED)/data/content/tubingen.jpg \
+		--style $(SHARED)/data/style/starry_night.jpg --size 256 --iterations 200 -o out/demo.png
+	@echo "wrote out/demo.png"
+
+test: venv
+	$(BIN)/python -m pytest -q -ra
+
+clean:
+	rm -rf $(VENV) out build dist *.egg-info

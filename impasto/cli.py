@@ -1,0 +1,64 @@
+"""The `impasto` command. Each subcommand lives in impasto/commands/<name>.py with
+`register(subparsers)` and `run(args)`; heavy libraries are imported only inside `run`, so
+`impasto --help` and the torch-free commands start fast."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .errors import ImpastoError
+
+COMMANDS = (
+    "optimize", "reconstruct", "train", "export", "stylize", "styles", "serve", "compare", "explore",
+)
+
+DESCRIPTION = """\
+Paint a photo in the style of an artwork.
+
+  fast (one pass, bundled styles):   impasto stylize photo.jpg --style candy -o out.jpg
+  iterative (any painting):          impasto optimize --content photo.jpg --style painting.jpg -o out.png
+  train your own fast style:         impasto train --config configs/fast/candy.yaml
+  serve it over HTTP with a web page: impasto serve
+
+Run `impasto COMMAND --help` for each command's options and examples."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="impasto", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"impasto {__import__('impasto').__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"impasto.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"impasto.commands.{name}":
+                continue  # not built yet
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    if extra and not getattr(args, "accepts_extra", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.extra = extra
+    try:
+        return args.run(args) or 0
+    except ImpastoError as exc:
+        print(f"impasto {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\nimpasto {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,275 @@
+"""Perceptual losses as small composable modules, shared by the iterative and the fast path.
+
+Each term names the VGG layers it reads; `PerceptualLoss` runs the VGG once for the union of
+layers and sums the weighted terms. Style-side targets (Gram matrices, histograms, patches) are
+computed once by `set_targets`, never per step.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from impasto.errors import ImpastoError
+
+from .vgg import VGGFeatures
+from .weights import VGGWeights
+
+GATYS_CONTENT = ("relu4_2",)
+GATYS_STYLE = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+JOHNSON_CONTENT = ("relu2_2",)
+JOHNSON_STYLE = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
+
+
+def _fp32(x: torch.Tensor) -> torch.Tensor:
+    return x.float() if x.dtype != torch.float32 else x
+
+
+def gram(features: torch.Tensor, norm: str = "chw") -> torch.Tensor:
+    """(B, C, H, W) -> (B, C, C), always in fp32 (bf16 sums over many pixels lose the style).
+
+    norm "chw": divide by C*H*W (Johnson). norm "pixels": divide by H*W, so images of very
+    different sizes give comparable Grams (with `intensity` in StyleLoss setting the strength).
+    """
+    b, c, h, w = features.shape
+    f = _fp32(features).reshape(b, c, h * w)
+    with torch.autocast("cpu", enabled=False):
+        g = torch.bmm(f, f.transpose(1, 2))
+    if norm == "chw":
+        return g / (c * h * w)
+    if norm == "pixels":
+        return g / (h * w)
+    raise ImpastoError(f"gram normalisation must be 'chw' or 'pixels', not {norm!r}")
+
+
+def blend_weights(n: int, weights: Optional[Sequence[float]]) -> list[float]:
+    if weights is None:
+        return [1.0 / n] * n
+    if len(weights) != n:
+        raise ImpastoError(f"{len(weights)} style weights given for {n} style images")
+    if any(w < 0 for w in weights) or sum(weights) <= 0:
+        raise ImpastoError("style weights must be non-negative and not all zero")
+    s = float(sum(weights))
+    return [float(w) / s for w in weights]
+
+
+class ContentLoss(nn.Module):
+    """Feature reconstruction: MSE between activations (or Gatys' 1/(2*N*D) sum of squares)."""
+
+    def __init__(self, layers: Sequence[str] = GATYS_CONTENT, weight: float = 1.0, normalize: str = "mean"):
+        super().__init__()
+        if normalize not in ("mean", "gatys"):
+            raise ImpastoError(f"content normalisation must be 'mean' or 'gatys', not {normalize!r}")
+        self.layers, self.weight, self.normalize = tuple(layers), weight, normalize
+        self.targets: dict[str, torch.Tensor] = {}
+
+    def set_target(self, feats: dict[str, torch.Tensor]) -> None:
+        self.targets = {n: feats[n].detach() for n in self.layers}
+
+    def forward(self, feats: dict[str, torch.Tensor], targets: Optional[dict] = None) -> torch.Tensor:
+        targets = targets if targets is not None else self.targets
+        total = 0.0
+        for n in self.layers:
+            x, t = _fp32(feats[n]), _fp32(targets[n])
+            if self.normalize == "mean":
+                total = total + F.mse_loss(x, t)
+            else:
+                b, c, h, w = x.shape
+                total = total + ((x - t) ** 2).sum() / (2 * b * c * h * w)
+        return self.weight * total
+
+
+class StyleLoss(nn.Module):
+    """Gram-matrix style loss, per-layer weights, several style images blended by weight.
+
+    `intensity` scales the target Grams: above 1 asks for more texture energy than the
+    painting has, below 1 for a gentler transfer.
+    """
+
+    def __init__(self, layers: Sequence[str] = GATYS_STYLE, weight: float = 1.0,
+                 layer_weights: Optional[Sequence[float]] = None, gram_norm: str = "chw",
+                 intensity: float = 1.0):
+        super().__init__()
+        self.layers = tuple(layers)
+        if layer_weights is not None and len(layer_weights) != len(self.layers):
+            raise ImpastoError(f"{len(layer_weights)} style layer weights given for {len(self.layers)} layers")
+        self.layer_weights = tuple(layer_weights) if layer_weights is not None else (1.0,) * len(self.layers)
+        self.weight, self.gram_norm, self.intensity = weight, gram_norm, intensity
+        gram(torch.zeros(1, 1, 1, 1), gram_norm)  # validate early
+        self.targets: dict[str, torch.Tensor] = {}
+
+    def set_target(self, style_feats: Sequence[dict[str, torch.Tensor]], blend: Optional[Sequence[float]] = None):
+        blend = blend_weights(len(style_feats), blend)
+        self.targets = {n: self.intensity * sum(w * gram(f[n], self.gram_norm) for w, f in zip(blend, style_feats)).detach()
+                        for n in self.layers}
+
+    def layer_losses(self, feats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {n: F.mse_loss(gram(feats[n], self.gram_norm), self.targets[n].expand(feats[n].shape[0], -1, -1))
+                for n in self.layers}
+
+    def forward(self, feats: dict[str, torch.Tensor]) -> torch.Tensor:
+        losses = self.layer_losses(feats)
+        return self.weight * sum(lw * losses[n] for n, lw in zip(self.layers, self.layer_weights))
+
+
+class TVLoss(nn.Module):
+    """Total variation: mean squared difference of neighbouring pixels."""
+
+    def __init__(self, weight: float = 1.0):
+        super().__init__()
+        self.weight = weight
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        image = _fp32(image)
+        dx = image[..., :, 1:] - image[..., :, :-1]
+        dy = image[..., 1:, :] - image[..., :-1, :]
+        return self.weight * (dx.pow(2).mean() + dy.pow(2).mean())
+
+
+def _resample_sorted(sorted_vals: torch.Tensor, n: int) -> torch.Tensor:
+    """(C, M) sorted values -> (C, n): the same quantile function sampled at n points."""
+    if sorted_vals.shape[1] == n:
+        return sorted_vals
+    return F.interpolate(sorted_vals[None], size=n, mode="linear", align_corners=True)[0]
+
+
+class HistogramLoss(nn.Module):
+    """Risser et al. 2017: remap each channel's activations to the style's histogram, then MSE.
+
+    Exact histogram matching by sorting: the k-th smallest activation takes the style's value at
+    the same quantile. Several styles blend by averaging quantile functions (the 1-D Wasserstein
+    barycentre).
+    """
+
+    def __init__(self, layers: Sequence[str] = ("relu1_1", "relu4_1"), weight: float = 1.0, bins: int = 4096):
+        super().__init__()
+        self.layers, self.weight, self.bins = tuple(layers), weight, bins
+        self.targets: dict[str, torch.Tensor] = {}
+
+    def set_target(self, style_feats: Sequence[dict[str, torch.Tensor]], blend: Optional[Sequence[float]] = None):
+        blend = blend_weights(len(style_feats), blend)
+        self.targets = {}
+        for n in self.layers:
+            q = 0
+            for w, f in zip(blend, style_feats):
+                x = _fp32(f[n].detach())
+                vals = x.transpose(0, 1).reshape(x.shape[1], -1).sort(dim=1).values
+                q = q + w * _resample_sorted(vals, min(self.bins, vals.shape[1]))
+            self.targets[n] = q
+
+    def forward(self, feats: dict[str, torch.Tensor]) -> torch.Tensor:
+        total = 0.0
+        for n in self.layers:
+            x = _fp32(feats[n])
+            b, c, h, w = x.shape
+            flat = x.reshape(b, c, h * w)
+            with torch.no_grad():
+                order = flat.argsort(dim=2)
+                target_sorted = _resample_sorted(self.targets[n], h * w).expand(b, -1, -1)
+                remapped = torch.empty_like(flat).scatter_(2, order, target_sorted)
+            total = total + F.mse_loss(flat, remapped)
+        return self.weight * total
+
+
+def extract_patches(features: torch.Tensor, size: int, stride: int) -> torch.Tensor:
+    """(1, C, H, W) -> (L, C, size, size) patches."""
+    c = features.shape[1]
+    p = F.unfold(features, size, stride=stride)  # (1, C*k*k, L)
+    return p[0].t().reshape(-1, c, size, size)
+
+
+class MRFLoss(nn.Module):
+    """Li & Wand 2016: each output patch moves toward its nearest style patch.
+
+    Nearest by normalised cross-correlation (a convolution with the normalised style patches as
+    kernels), then MSE between the output patches and the matched style patches.
+    """
+
+    def __init__(self, layers: Sequence[str] = ("relu3_1", "relu4_1"), weight: float = 1.0,
+                 patch_size: int = 3, stride: int = 1):
+        super().__init__()
+        self.layers, self.weight, self.patch_size, self.stride = tuple(layers), weight, patch_size, stride
+        self.patches: dict[str, torch.Tensor] = {}
+        self.kernels: dict[str, torch.Tensor] = {}
+
+    def set_target(self, style_feats: Sequence[dict[str, torch.Tensor]], blend: Optional[Sequence[float]] = None):
+        for n in self.layers:
+            p = torch.cat([extract_patches(_fp32(f[n].detach()), self.patch_size, self.stride) for f in style_feats])
+            self.patches[n] = p
+            norms = p.flatten(1).norm(dim=1).clamp_min(1e-8)
+            self.kernels[n] = p / norms.view(-1, 1, 1, 1)
+
+    def match(self, x: torch.Tensor, layer: str) -> torch.Tensor:
+        """Index of the best style patch for every output patch position: (B, H', W')."""
+        with torch.no_grad(), torch.autocast("cpu", enabled=False):
+            scores = F.conv2d(x.detach(), self.kernels[layer])
+            return scores.argmax(dim=1)
+
+    def forward(self, feats: dict[str, torch.Tensor]) -> torch.Tensor:
+        total = 0.0
+        k = self.patch_size
+        for n in self.layers:
+            x = _fp32(feats[n])
+            idx = self.match(x, n)  # (B, H', W')
+            b = x.shape[0]
+            out_patches = F.unfold(x, k, stride=1)  # (B, C*k*k, H'W')
+            target = self.patches[n].flatten(1)[idx.flatten(1)]  # (B, H'W', C*k*k)
+            total = total + F.mse_loss(out_patches, target.transpose(1, 2))
+        return self.weight * total
+
+
+class PerceptualLoss(nn.Module):
+    """The whole objective: one VGG pass for all terms, weighted sum, and the terms for display."""
+
+    def __init__(self, weights: VGGWeights, content: Optional[ContentLoss] = None,
+                 style: Optional[StyleLoss] = None, tv: Optional[TVLoss] = None,
+                 histogram: Optional[HistogramLoss] = None, mrf: Optional[MRFLoss] = None,
+                 pooling: str = "max"):
+        super().__init__()
+        self.content, self.style, self.tv, self.histogram, self.mrf = content, style, tv, histogram, mrf
+        layers = set()
+        for term in (content, style, histogram, mrf):
+            if term is not None:
+                layers |= set(term.layers)
+        self.vgg = VGGFeatures(weights, layers, pooling)
+        self.weights_source = weights
+
+    @property
+    def style_terms(self) -> list[nn.Module]:
+        return [t for t in (self.style, self.histogram, self.mrf) if t is not None]
+
+    @torch.no_grad()
+    def set_targets(self, content: Optional[torch.Tensor] = None,
+                    styles: Sequence[torch.Tensor] = (), blend: Optional[Sequence[float]] = None) -> None:
+        """Compute the fixed targets once: content features and every style-side statistic."""
+        if content is not None and self.content is not None:
+            self.content.set_target(self.vgg(content))
+        if styles:
+            style_feats = [self.vgg(s) for s in styles]
+            for term in self.style_terms:
+                term.set_target(style_feats, blend)
+
+    def forward(self, image: torch.Tensor, content: Optional[torch.Tensor] = None):
+        """Total loss and a dict of its weighted terms. `content` (a batch) overrides the stored
+        content target, as in fast-network training where each batch brings its own photos."""
+        feats = self.vgg(image)
+        terms: dict[str, torch.Tensor] = {}
+        if self.content is not None:
+            targets = None
+            if content is not None:
+                with torch.no_grad():
+                    targets = self.vgg(content)
+            terms["content"] = self.content(feats, targets)
+        if self.style is not None:
+            terms["style"] = self.style(feats)
+        if self.histogram is not None:
+            terms["histogram"] = self.histogram(feats)
+        if self.mrf is not None:
+            terms["mrf"] = self.mrf(feats)
+        if self.tv is not None:
+            terms["tv"] = self.tv(image)
+        total = sum(terms.values())
+        return total, terms
