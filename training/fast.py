@@ -1,0 +1,351 @@
+"""Fast style networks (Johnson et al. 2016): a LightningModule that trains a TransformerNet
+against the shared perceptual losses, and the checkpoint contract the export step relies on.
+
+The objective is the iterative path's own `PerceptualLoss` (the teacher): content on relu2_2,
+Gram style on relu1_2/relu2_2/relu3_3/relu4_3, total variation, optional histogram loss. The
+style Gram targets are computed once (`prepare_loss`), never per step. The frozen VGG is kept
+out of the module's state dict, so checkpoints hold only the small transformer.
+
+Checkpoint contract (for `impasto export`): `load_fast_checkpoint(path)` returns the network in
+eval mode and a `meta` dict with at least style, arch, style_image, steps, config_hash,
+loss_terms, wall_time_s. `write_model_card(meta, path)` merges fields into a model card JSON.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from collections import deque
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import torch
+import pytorch_lightning as pl
+
+from impasto.errors import ImpastoError
+from impasto.models.losses import (JOHNSON_CONTENT, JOHNSON_STYLE, ContentLoss, HistogramLoss,
+                                   PerceptualLoss, StyleLoss, TVLoss)
+from impasto.models.transformer import ARCHITECTURES, Architecture, TransformerNet
+
+META_KEY = "impasto"
+# Fields every checkpoint's meta carries (the export engineer's contract).
+META_FIELDS = ("style", "arch", "style_image", "steps", "config_hash", "loss_terms", "wall_time_s")
+
+
+# --------------------------------------------------------------------------- checkpoint contract
+
+def load_fast_checkpoint(path: str | os.PathLike) -> tuple[TransformerNet, dict]:
+    """Read a checkpoint written by `impasto train`: (TransformerNet in eval mode, meta dict).
+
+    meta has at least: style (name), arch (architecture name), arch_spec (its channels etc.),
+    style_image (path as given in the config), steps, config_hash, loss_terms (final values,
+    mean of the last steps), wall_time_s (training time, summed across resumes).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ImpastoError(f"{path}: no such checkpoint file")
+    try:
+        # Lightning checkpoints hold plain Python hyper-parameters; these are our own files.
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's to fix
+        raise ImpastoError(f"{path}: not a readable checkpoint ({exc})") from None
+    meta = ckpt.get(META_KEY) if isinstance(ckpt, dict) else None
+    if not meta:
+        raise ImpastoError(f"{path}: not an impasto fast-style checkpoint (no '{META_KEY}' metadata); "
+                           "train one with `impasto train --config configs/fast/<style>.yaml`")
+    net = _build_net(meta["arch"], meta.get("arch_spec"))
+    state = {k[len("net."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
+    net.load_state_dict(state)
+    net.eval()
+    meta = dict(meta)
+    meta["checkpoint"] = str(path)
+    return net, meta
+
+
+def _build_net(arch: str, spec: Optional[dict] = None) -> TransformerNet:
+    """The network a checkpoint was trained with: its stored spec wins over today's table, so a
+    later change to a named architecture never breaks an old checkpoint."""
+    if spec:
+        spec = dict(spec)
+        spec["channels"] = tuple(spec["channels"])
+        net = TransformerNet(Architecture(**spec))
+        net.arch_name = arch
+        return net
+    return TransformerNet(arch)
+
+
+def write_model_card(meta: dict, path: str | os.PathLike) -> Path:
+    """Merge `meta` into the model card JSON at `path` (created if missing), atomically.
+
+    Keys already in the card that `meta` does not mention are kept, so training and export can
+    each add their own fields (export adds the onnx file, preview, quality numbers).
+    """
+    path = Path(path)
+    card: dict[str, Any] = {}
+    if path.exists():
+        try:
+            card = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ImpastoError(f"{path}: model card is not valid JSON ({exc}); fix or delete it") from None
+    for key, value in meta.items():
+        if isinstance(value, dict) and isinstance(card.get(key), dict):
+            card[key] = {**card[key], **value}
+        else:
+            card[key] = value
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(card, f, indent=2, sort_keys=False, default=_json_default)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def card_from_meta(meta: dict) -> dict:
+    """The training half of a model card: what a person wants to know about a bundled style."""
+    keys = ("style", "arch", "arch_spec", "parameters", "style_image", "steps", "image_size", "batch_size",
+            "wall_time_s", "loss_terms", "val_loss_terms", "loss_weights", "vgg", "config_hash", "config")
+    card = {k: meta[k] for k in keys if k in meta}
+    if "style_image" in card:
+        card["style_image"] = Path(card["style_image"]).name
+    return card
+
+
+def _json_default(o):
+    if isinstance(o, Path):
+        return str(o)
+    if isinstance(o, torch.Tensor):
+        return o.item() if o.numel() == 1 else o.tolist()
+    if isinstance(o, tuple):
+        return list(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def config_hash(config: Any) -> str:
+    """A short stable hash of a (JSON-able) training configuration."""
+    blob = json.dumps(config, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------- the LightningModule
+
+def build_perceptual_loss(vgg_weights: Optional[str], content_weight: float, style_weight: float,
+                          tv_weight: float, histogram_weight: float = 0.0,
+                          content_layers: Sequence[str] = JOHNSON_CONTENT,
+                          style_layers: Sequence[str] = JOHNSON_STYLE,
+                          style_layer_weights: Optional[Sequence[float]] = None,
+                          histogram_layers: Sequence[str] = ("relu1_2", "relu4_3")) -> PerceptualLoss:
+    from impasto.models.weights import load_vgg_weights
+    weights = load_vgg_weights(vgg_weights)
+    return PerceptualLoss(
+        weights,
+        content=ContentLoss(content_layers, weight=content_weight),
+        style=StyleLoss(style_layers, weight=style_weight, layer_weights=style_layer_weights, gram_norm="chw"),
+        tv=TVLoss(tv_weight) if tv_weight > 0 else None,
+        histogram=HistogramLoss(histogram_layers, weight=histogram_weight) if histogram_weight > 0 else None)
+
+
+def load_style_image(path: str, size: Optional[int]) -> torch.Tensor:
+    from impasto import images
+    from impasto.models.tensors import to_tensor
+    return to_tensor(images.load(path, max_side=size))
+
+
+class FastStyleModule(pl.LightningModule):
+    """Train one feed-forward network for one style image.
+
+    Args:
+        style_image: the painting (path, relative to where you run `impasto train`).
+        style_name: name of the style (model card, zoo file name); default: the image's stem.
+        arch: transformer architecture: "slim" (real-time CPU default) or "johnson" (as published).
+        style_size: longest side the style image is resized to before its Gram targets are taken
+            (match it to the training crop size so brush strokes come out at the scale you see).
+        content_weight, style_weight, tv_weight, histogram_weight: loss weights. The defaults were
+            chosen by a sweep with the HED VGG16 weights (see docs/training.md).
+        content_layers, style_layers, style_layer_weights: VGG layers (Johnson's by default).
+        vgg_weights: VGG weight source (path or "torchvision"); default: $IMPASTO_VGG_WEIGHTS.
+        lr: Adam learning rate.
+        channels_last: run the transformer and VGG in channels-last memory format (faster on CPU).
+        grid_size: how many held-out photos go into the stylised validation grid.
+    """
+
+    def __init__(self, style_image: str, style_name: Optional[str] = None, arch: str = "slim",
+                 style_size: Optional[int] = 256, content_weight: float = 1.0, style_weight: float = 5.0,
+                 tv_weight: float = 0.0, histogram_weight: float = 0.0,
+                 content_layers: Sequence[str] = JOHNSON_CONTENT, style_layers: Sequence[str] = JOHNSON_STYLE,
+                 style_layer_weights: Optional[Sequence[float]] = None, vgg_weights: Optional[str] = None,
+                 lr: float = 1e-3, channels_last: bool = True, grid_size: int = 4):
+        super().__init__()
+        if arch not in ARCHITECTURES:
+            raise ImpastoError(f"unknown architecture {arch!r}; choose from {', '.join(ARCHITECTURES)}")
+        self.save_hyperparameters()
+        self.style_name = style_name or Path(style_image).stem
+        self.net = TransformerNet(arch)
+        if channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
+        # Not a registered submodule: the frozen VGG stays out of checkpoints (moved by hand).
+        object.__setattr__(self, "loss_fn", None)
+        self.config_hash: Optional[str] = None   # set by the CLI from the full config
+        self.config: Optional[dict] = None
+        self._recent: deque = deque(maxlen=50)   # last steps' loss terms, for "final" values
+        self._val_terms: dict[str, float] = {}
+        self._wall_offset = 0.0
+        self._fit_started: Optional[float] = None
+        self._step_started: Optional[float] = None
+        self._grid: list[torch.Tensor] = []
+
+    # -- the objective ------------------------------------------------------------------------
+    def prepare_loss(self, device: Optional[torch.device] = None) -> PerceptualLoss:
+        """Build the VGG objective and compute the style targets (once per style and size)."""
+        hp = self.hparams
+        device = device or self.device
+        if self.loss_fn is None:
+            loss = build_perceptual_loss(hp.vgg_weights, hp.content_weight, hp.style_weight, hp.tv_weight,
+                                         hp.histogram_weight, hp.content_layers, hp.style_layers,
+                                         hp.style_layer_weights)
+            if hp.channels_last:
+                loss = loss.to(memory_format=torch.channels_last)
+            object.__setattr__(self, "loss_fn", loss)
+        loss = self.loss_fn.to(device)
+        style = load_style_image(hp.style_image, hp.style_size).to(device)
+        with torch.autocast(device.type, enabled=False):
+            loss.set_targets(styles=[self._fmt(style)])
+        return loss
+
+    def _fmt(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if self.hparams.channels_last else x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(self._fmt(x))
+
+    def compute_loss(self, x: torch.Tensor):
+        y = self(x)
+        total, terms = self.loss_fn(y, content=self._fmt(x))
+        return total, terms, y
+
+    # -- Lightning hooks ----------------------------------------------------------------------
+    def on_fit_start(self):
+        self.prepare_loss(self.device)
+        self._fit_started = time.perf_counter()
+
+    def on_validation_start(self):
+        if self.loss_fn is None:  # trainer.validate() without fit
+            self.prepare_loss(self.device)
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.net.parameters(), lr=self.hparams.lr)
+
+    def on_train_batch_start(self, batch, batch_idx):
+        self._step_started = time.perf_counter()
+
+    def training_step(self, batch, batch_idx):
+        x = batch["image"]
+        total, terms, _ = self.compute_loss(x)
+        values = {k: float(v.detach()) for k, v in terms.items()}
+        self._recent.append(values)
+        self.log("train/loss", total, prog_bar=True)
+        for k, v in terms.items():
+            self.log(f"train/{k}", v.detach(), prog_bar=True)
+        return total
+
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        if self._step_started is not None:
+            dt = time.perf_counter() - self._step_started
+            n = batch["image"].shape[0]
+            self.log("perf/images_per_s", n / dt, prog_bar=True)
+            self.log("perf/step_s", dt)
+        dm = getattr(self.trainer, "datamodule", None)
+        if dm is not None and hasattr(dm, "skipped"):
+            self.log("data/skipped_images", float(len(dm.skipped)))
+
+    def validation_step(self, batch, batch_idx):
+        x = batch["image"]
+        total, terms, y = self.compute_loss(x)
+        self.log("val/loss", total, prog_bar=True, batch_size=x.shape[0])
+        for k, v in terms.items():
+            self.log(f"val/{k}", v, batch_size=x.shape[0])
+        have = sum(t.shape[0] for t in self._grid)
+        if have < self.hparams.grid_size * 2:
+            k = min(self.hparams.grid_size - have // 2, x.shape[0])
+            self._grid += [x[:k].float().cpu(), y[:k].float().cpu()]
+        return total
+
+    def on_validation_epoch_start(self):
+        self._grid = []
+
+    def on_validation_epoch_end(self):
+        if self.trainer.sanity_checking is False:
+            self._val_terms = {k[len("val/"):]: float(v) for k, v in self.trainer.callback_metrics.items()
+                               if k.startswith("val/") and k != "val/loss"}
+        if not self._grid or not self.trainer.is_global_zero:
+            return
+        import torchvision
+        photos = torch.cat(self._grid[0::2])
+        styled = torch.cat(self._grid[1::2])
+        grid = torchvision.utils.make_grid(torch.cat([photos, styled]).clamp(0, 1), nrow=photos.shape[0], padding=2)
+        for logger in self.loggers:
+            exp = getattr(logger, "experiment", None)
+            if hasattr(exp, "add_image"):
+                exp.add_image("val/stylised", grid, self.global_step)
+        out_dir = Path(self.trainer.default_root_dir) / "samples"
+        from impasto import images
+        images.save(grid.permute(1, 2, 0).numpy(), out_dir / f"step_{self.global_step:06d}.png")
+        self._grid = []
+
+    # -- checkpoints --------------------------------------------------------------------------
+    def wall_time_s(self) -> float:
+        running = time.perf_counter() - self._fit_started if self._fit_started is not None else 0.0
+        return self._wall_offset + running
+
+    def final_loss_terms(self) -> dict[str, float]:
+        if not self._recent:
+            return {}
+        keys = self._recent[-1].keys()
+        terms = {k: sum(r[k] for r in self._recent) / len(self._recent) for k in keys}
+        terms["total"] = sum(terms.values())
+        return terms
+
+    def meta(self) -> dict:
+        hp = self.hparams
+        from impasto.models.weights import load_vgg_weights  # noqa: F401 (cheap; documents the source)
+        cfg = self.config if self.config is not None else dict(hp)
+        return {
+            "style": self.style_name,
+            "arch": hp.arch,
+            "arch_spec": asdict(self.net.spec),
+            "parameters": sum(p.numel() for p in self.net.parameters()),
+            "style_image": str(hp.style_image),
+            "style_size": hp.style_size,
+            "steps": int(self.global_step),
+            "config_hash": self.config_hash or config_hash(cfg),
+            "config": cfg,
+            "loss_terms": self.final_loss_terms(),
+            "val_loss_terms": dict(self._val_terms),
+            "loss_weights": {"content": hp.content_weight, "style": hp.style_weight, "tv": hp.tv_weight,
+                             "histogram": hp.histogram_weight},
+            "vgg": self.loss_fn.weights_source.source if self.loss_fn is not None else hp.vgg_weights,
+            "wall_time_s": round(self.wall_time_s(), 1),
+            "image_size": getattr(getattr(self.trainer, "datamodule", None), "image_size", None)
+            if self._trainer is not None else None,
+            "batch_size": getattr(getattr(self.trainer, "datamodule", None), "batch_size", None)
+            if self._trainer is not None else None,
+            "input_range": [0.0, 1.0],
+        }
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint[META_KEY] = self.meta()
+        checkpoint["impasto_recent_terms"] = list(self._recent)
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        meta = checkpoint.get(META_KEY, {})
+        self._wall_offset = float(meta.get("wall_time_s", 0.0))
+        self._val_terms = dict(meta.get("val_loss_terms", {}))
+        self._recent = deque(checkpoint.get("impasto_recent_terms", []), maxlen=self._recent.maxlen)
