@@ -349,3 +349,117 @@ class FastStyleModule(pl.LightningModule):
         self._wall_offset = float(meta.get("wall_time_s", 0.0))
         self._val_terms = dict(meta.get("val_loss_terms", {}))
         self._recent = deque(checkpoint.get("impasto_recent_terms", []), maxlen=self._recent.maxlen)
+
+
+# --------------------------------------------------------------------------- callbacks and CLI
+
+class SafetyCheckpoint(pl.Callback):
+    """Writes checkpoints/last.ckpt when training ends, and when it is interrupted (Ctrl-C or
+    an error), so that `--resume last` always has something current to continue from."""
+
+    def __init__(self, dirpath: str | os.PathLike):
+        self.path = Path(dirpath) / "last.ckpt"
+        self._training = False
+
+    def on_train_start(self, trainer, pl_module):
+        self._training = True
+
+    def on_train_end(self, trainer, pl_module):
+        trainer.save_checkpoint(self.path)
+        self._training = False
+
+    def on_exception(self, trainer, pl_module, exception):
+        if self._training and trainer.global_step > 0:
+            trainer.save_checkpoint(self.path)
+            print(f"\nimpasto train: interrupted at step {trainer.global_step}; saved {self.path} "
+                  "(continue with --resume last)")
+
+
+TRAINER_DEFAULTS = {
+    "accelerator": "auto",
+    "precision": "bf16-mixed",
+    "max_steps": 2000,
+    "val_check_interval": 100,
+    "check_val_every_n_epoch": None,
+    "log_every_n_steps": 10,
+    "num_sanity_val_steps": 1,
+    "use_distributed_sampler": False,   # the data module shards by rank itself (exact resume)
+}
+
+
+def cli_main(argv: Optional[list[str]] = None) -> int:
+    """LightningCLI for FastStyleModule + PhotoDataModule, used by `impasto train`."""
+    from pytorch_lightning.callbacks import ModelCheckpoint, RichProgressBar
+    from pytorch_lightning.cli import LightningCLI
+    from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+
+    from .data import PhotoDataModule
+
+    class FastStyleCLI(LightningCLI):
+        def add_arguments_to_parser(self, parser):
+            parser.add_argument("--run_dir", type=Optional[str], default=None,
+                                help="output folder (checkpoints, logs, samples); default runs/<style>")
+            parser.add_argument("--resume", type=Optional[str], default=None,
+                                help='checkpoint to continue from, or "last" (run_dir/checkpoints/last.ckpt)')
+            parser.add_argument("--save_every_n_steps", type=int, default=100,
+                                help="how often checkpoints/last.ckpt is written")
+
+        def instantiate_trainer(self, **kwargs):
+            cfg = self.config
+            run_dir = Path(cfg.run_dir or Path("runs") / self.model.style_name)
+            ckpt_dir = run_dir / "checkpoints"
+            trainer_cfg = self._get(self.config_init, "trainer", default={})
+            callbacks = list(trainer_cfg.get("callbacks") or [])
+            callbacks += [
+                ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/loss", mode="min",
+                                save_top_k=1, auto_insert_metric_name=False, enable_version_counter=False),
+                ModelCheckpoint(dirpath=ckpt_dir, filename="step{step:06d}", save_top_k=0, save_last=True,
+                                every_n_train_steps=cfg.save_every_n_steps, auto_insert_metric_name=False,
+                                enable_version_counter=False),
+                SafetyCheckpoint(ckpt_dir),
+                RichProgressBar(leave=True),
+            ]
+            kwargs["callbacks"] = callbacks
+            kwargs["default_root_dir"] = str(run_dir)
+            if trainer_cfg.get("logger") in (None, True):
+                kwargs["logger"] = [TensorBoardLogger(str(run_dir), name="tensorboard", version=""),
+                                    CSVLogger(str(run_dir), name="csv", version="")]
+            return super().instantiate_trainer(**kwargs)
+
+    cli = FastStyleCLI(FastStyleModule, PhotoDataModule, run=False, args=argv,
+                       trainer_defaults=TRAINER_DEFAULTS, seed_everything_default=0,
+                       save_config_kwargs={"overwrite": True}, auto_configure_optimizers=False,
+                       parser_kwargs={"prog": "impasto train", "default_env": False})
+    cfg = cli.config.as_dict()
+    trainer_keys = ("max_steps", "precision", "accumulate_grad_batches", "devices", "num_nodes")
+    config = {"model": cfg.get("model", {}), "data": cfg.get("data", {}),
+              "trainer": {k: cfg.get("trainer", {}).get(k) for k in trainer_keys},
+              "seed_everything": cfg.get("seed_everything")}
+    cli.model.config = config
+    cli.model.config_hash = config_hash(config)
+    ckpt = cfg.get("resume")
+    if ckpt == "last":
+        ckpt = str(Path(cli.trainer.default_root_dir) / "checkpoints" / "last.ckpt")
+        if not Path(ckpt).exists():
+            raise ImpastoError(f"--resume last: no {ckpt} yet; start without --resume")
+    elif ckpt and not Path(ckpt).exists():
+        raise ImpastoError(f"--resume {ckpt}: no such checkpoint")
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=ckpt)
+    return 0
+
+
+def _card_main(argv: Optional[list[str]] = None) -> int:
+    """python -m impasto.training.fast CHECKPOINT CARD.json: write the training half of a card."""
+    import argparse
+    p = argparse.ArgumentParser(prog="python -m impasto.training.fast", description=_card_main.__doc__)
+    p.add_argument("checkpoint")
+    p.add_argument("card")
+    a = p.parse_args(argv)
+    _, meta = load_fast_checkpoint(a.checkpoint)
+    write_model_card(card_from_meta(meta), a.card)
+    print(f"wrote {a.card}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_card_main())
