@@ -122,7 +122,7 @@ def resize(arr: np.ndarray, max_side: int) -> np.ndarray:
 
 def resize_to(arr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Resize to exactly (width, height), per channel in float so that no precision is lost."""
-    chans = [Image.fromarray(arr[..., c].astype(np.float32), mode="F").resize(size, Image.LANCZOS)
+    chans = [Image.fromarray(arr[..., c].astype(np.float32)).resize(size, Image.LANCZOS)
              for c in range(arr.shape[2])]
     return np.clip(np.stack([np.asarray(c) for c in chans], axis=2), 0, 1)
 
@@ -134,7 +134,7 @@ def to_uint8(arr: np.ndarray) -> np.ndarray:
 def encode(arr: np.ndarray, fmt: str = "PNG", quality: int = 95) -> bytes:
     """Encode an RGB float image to bytes in a Pillow format name (PNG, JPEG, WEBP, ...)."""
     buf = io.BytesIO()
-    img = Image.fromarray(to_uint8(arr), mode="RGB")
+    img = Image.fromarray(to_uint8(arr))
     kwargs = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
     img.save(buf, format=fmt, **kwargs)
     return buf.getvalue()

@@ -74,6 +74,9 @@ class ContentLoss(nn.Module):
         total = 0.0
         for n in self.layers:
             x, t = _fp32(feats[n]), _fp32(targets[n])
+            if x.shape[-2:] != t.shape[-2:]:
+                raise ImpastoError(f"content target at {n} is {tuple(t.shape[-2:])}, the image gives "
+                                   f"{tuple(x.shape[-2:])}: set the content target at the output size")
             if self.normalize == "mean":
                 total = total + F.mse_loss(x, t)
             else:

@@ -24,7 +24,9 @@ def _require(path: Path, what: str) -> Path:
 def weights_path() -> str:
     env = os.environ.get("IMPASTO_VGG_WEIGHTS")
     path = Path(env) if env else SHARED / "weights" / "vgg16_hed_bsds500.weights.h5"
-    return str(_require(path, "VGG weights"))
+    path = str(_require(path, "VGG weights"))
+    os.environ.setdefault("IMPASTO_VGG_WEIGHTS", path)  # for the CLI subprocesses the tests start
+    return path
 
 
 @pytest.fixture(scope="session")
