@@ -1,0 +1,217 @@
+"""From a training checkpoint to a bundled style: ONNX + parity report + variants + card + preview.
+
+`export_style` is what `impasto export` runs: export (atomic), check parity against PyTorch on
+random and real photos, make fp16 and int8 variants, measure each backend's speed and its quality
+against onnxruntime fp32, render a preview, and merge it all into the model card (JSON) next to the
+model, keeping whatever the training side already wrote there.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from impasto.errors import ImpastoError
+
+from .onnx_export import (DEFAULT_OPSET, atomic_write_bytes, calibration_batches, export_onnx, parity,
+                          sha256, to_fp16, to_int8)
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+def _strip(state: dict) -> dict:
+    for prefix in ("net.", "model.", "transformer.", "module."):
+        if state and all(k.startswith(prefix) for k in state):
+            state = {k[len(prefix):]: v for k, v in state.items()}
+    return state
+
+
+def load_checkpoint(path: str | os.PathLike, arch: str | None = None, style: str | None = None):
+    """(net, meta) from a fast-network checkpoint: the training package's loader when present,
+    else a Lightning checkpoint or a bare state dict of a TransformerNet."""
+    path = Path(path)
+    if not path.is_file():
+        raise ImpastoError(f"{path}: no such checkpoint")
+    try:
+        from impasto.training.fast import load_fast_checkpoint  # the training side's own loader
+    except ImportError:
+        load_fast_checkpoint = None
+    if load_fast_checkpoint is not None:
+        net, meta = load_fast_checkpoint(path)
+        meta = dict(meta or {})
+    else:
+        import torch
+        from impasto.models.transformer import TransformerNet
+        obj = torch.load(path, map_location="cpu", weights_only=False)
+        hp = (obj.get("hyper_parameters") or obj.get("meta") or {}) if isinstance(obj, dict) else {}
+        state = obj.get("state_dict", obj) if isinstance(obj, dict) else obj
+        meta = {k: hp[k] for k in ("style", "arch", "style_image", "steps", "config_hash") if k in hp}
+        net = TransformerNet(arch or meta.get("arch") or "johnson")
+        try:
+            net.load_state_dict(_strip({k: v for k, v in state.items() if hasattr(v, "shape")}))
+        except (RuntimeError, AttributeError) as exc:
+            raise ImpastoError(f"{path}: not a TransformerNet checkpoint ({exc})") from None
+    if arch:
+        meta["arch"] = arch
+    meta.setdefault("arch", getattr(net, "arch_name", "johnson"))
+    meta["style"] = style or meta.get("style") or path.parent.name or path.stem
+    return net.eval(), meta
+
+
+# ----------------------------------------------------------------------------- measuring
+
+def _median_ms(fn, x, repeats: int) -> float:
+    fn(x)  # warm-up: first run allocates and (OpenVINO) specialises kernels for the shape
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn(x)
+        times.append((time.perf_counter() - t) * 1000)
+    return statistics.median(times)
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b) ** 2))
+    return float("inf") if mse == 0 else 10 * math.log10(1.0 / mse)
+
+
+def measure_backends(files: dict[str, Path], photos: Sequence[np.ndarray], size: int = 512,
+                     repeats: int = 3, threads: int | None = None) -> dict:
+    """Latency at size x size and quality against onnxruntime fp32 on real photos, per backend.
+
+    files: {"fp32": path, "fp16": path, "int8": path}. OpenVINO (fp32, and bf16 when the CPU has
+    it) runs the fp32 file, as the runtime does."""
+    from impasto.serve.runtime import OpenVinoEngine, OrtEngine, cpu_has_bf16, openvino_available
+    from impasto.serve.stylize import run_network
+    engines = {"onnxruntime-fp32": lambda: OrtEngine(files["fp32"], threads)}
+    if "fp16" in files:
+        engines["onnxruntime-fp16"] = lambda: OrtEngine(files["fp16"], threads)
+    if "int8" in files:
+        engines["onnxruntime-int8"] = lambda: OrtEngine(files["int8"], threads)
+    if openvino_available():
+        engines["openvino-fp32"] = lambda: OpenVinoEngine(files["fp32"], "fp32", threads)
+        if cpu_has_bf16():
+            engines["openvino-bf16"] = lambda: OpenVinoEngine(files["fp32"], "bf16", threads)
+    x = np.random.default_rng(0).random((1, 3, size, size), dtype=np.float32)
+    reference = None
+    report = {}
+    for name, make in engines.items():
+        eng = make()
+        outs = [run_network(eng, p) for p in photos]
+        if reference is None:
+            reference = outs
+        diffs = [np.abs(o - r) for o, r in zip(outs, reference)]
+        report[name] = {
+            "latency_ms": round(_median_ms(eng, x, repeats), 1),
+            "mean_abs_diff_vs_fp32": float(np.mean([d.mean() for d in diffs])) * 255,
+            "max_abs_diff_vs_fp32": float(max(d.max() for d in diffs)) * 255,
+            "psnr_db_vs_fp32": min(_psnr(o, r) for o, r in zip(outs, reference)),
+        }
+        for k in ("mean_abs_diff_vs_fp32", "max_abs_diff_vs_fp32"):
+            report[name][k] = round(report[name][k], 3)
+        psnr = report[name]["psnr_db_vs_fp32"]
+        report[name]["psnr_db_vs_fp32"] = None if math.isinf(psnr) else round(psnr, 2)
+        if "file" not in report[name]:
+            key = name.split("-")[1] if name.startswith("onnxruntime") else "fp32"
+            report[name]["file"] = Path(files[key]).name
+    report["_conditions"] = {"size": f"{size}x{size}", "repeats": repeats, "statistic": "median",
+                             "quality_photos": len(photos), "units": "diff in 0..255 levels"}
+    return report
+
+
+def render_preview(onnx_path, photo: np.ndarray, out: Path) -> Path:
+    from impasto import images
+    from impasto.serve.runtime import OrtEngine
+    from impasto.serve.stylize import run_network
+    y = run_network(OrtEngine(onnx_path), photo)
+    atomic_write_bytes(out, images.encode(y, "PNG"))
+    return out
+
+
+# ----------------------------------------------------------------------------- card
+
+def merge_card(card_path: Path, updates: dict) -> dict:
+    card = {}
+    if card_path.is_file():
+        try:
+            card = json.loads(card_path.read_text())
+        except ValueError:
+            card = {}
+    card.update(updates)
+    atomic_write_bytes(card_path, (json.dumps(card, indent=2, sort_keys=False) + "\n").encode())
+    return card
+
+
+def _real_photos(paths: Sequence[Path], size: int) -> list[np.ndarray]:
+    from impasto import images
+    return [images.load(p, max_side=size) for p in paths]
+
+
+def export_style(checkpoint, output, *, style: str | None = None, arch: str | None = None,
+                 photos: Sequence[Path] = (), calibration: Sequence[Path] = (),
+                 variants: bool = True, keep_variants: bool = False, card: Path | None = None,
+                 preview_photo: Path | None = None, measure_size: int = 512, repeats: int = 3,
+                 opset: int = DEFAULT_OPSET, log=print) -> dict:
+    """The whole export; returns the report that is also merged into the card."""
+    output = Path(output)
+    if output.suffix != ".onnx":
+        raise ImpastoError(f"{output}: the output file must end in .onnx")
+    net, meta = load_checkpoint(checkpoint, arch, style)
+    t0 = time.perf_counter()
+    export_onnx(net, output, style=meta["style"], arch=meta["arch"],
+                config_hash=str(meta.get("config_hash", "")), opset=opset)
+    log(f"exported {output} ({output.stat().st_size / 1e6:.1f} MB, opset {opset}) "
+        f"in {time.perf_counter() - t0:.1f} s")
+    real = _real_photos(photos, 256)
+    par = parity(net, output, real)
+    for kind, r in par.items():
+        log(f"parity vs PyTorch on {r['cases']} {kind} input(s): max abs diff {r['max_abs_diff']:.2e}, "
+            f"mean {r['mean_abs_diff']:.2e}")
+    worst = max(r["max_abs_diff"] for r in par.values())
+    if worst > 1e-3:
+        raise ImpastoError(f"ONNX output differs from PyTorch by up to {worst:.3g}: export is broken")
+    try:
+        from impasto.training.fast import card_from_meta
+        training_half = card_from_meta(meta)
+    except ImportError:
+        training_half = {k: meta[k] for k in ("style", "arch", "steps", "config_hash") if k in meta}
+    report = {**training_half, "style": meta["style"], "arch": meta["arch"],
+              "onnx": {"file": output.name, "opset": opset, "bytes": output.stat().st_size,
+                       "sha256": sha256(output), "inputs": "float32 NCHW RGB 0..1, dynamic N/H/W",
+                       "parity_vs_pytorch": par}}
+    if variants:
+        vdir = output.parent if keep_variants else Path(tempfile.mkdtemp(prefix="impasto-variants-"))
+        files = {"fp32": output}
+        files["fp16"] = to_fp16(output, vdir / f"{output.stem}.fp16.onnx")
+        cal = calibration_batches(calibration or photos, 256)
+        files["int8"] = to_int8(output, vdir / f"{output.stem}.int8.onnx", cal)
+        log(f"variants: fp16 {files['fp16'].stat().st_size / 1e6:.1f} MB, "
+            f"int8 {files['int8'].stat().st_size / 1e6:.1f} MB (calibrated on {len(cal)} photos)")
+        quality = _real_photos(photos, measure_size) if photos else real
+        backends = measure_backends(files, quality, measure_size, repeats)
+        for name, r in backends.items():
+            if not name.startswith("_"):
+                log(f"  {name:18s} {r['latency_ms']:8.1f} ms at {measure_size}px   "
+                    f"vs fp32: mean {r['mean_abs_diff_vs_fp32']:.2f}/255, PSNR {r['psnr_db_vs_fp32']} dB")
+        report["backends"] = backends
+        if not keep_variants:
+            for f in (files["fp16"], files["int8"]):
+                f.unlink(missing_ok=True)
+            os.rmdir(vdir)
+    if preview_photo:
+        from impasto import images
+        prev = render_preview(output, images.load(preview_photo, max_side=384), output.with_suffix(".png"))
+        report["preview"] = prev.name
+        log(f"preview {prev}")
+    if card:
+        merge_card(Path(card), report)
+        log(f"model card {card}")
+    return report
