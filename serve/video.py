@@ -23,18 +23,24 @@ import argparse
 import sys
 import time
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
-import numpy as np
-
-from impasto import video as vio
 from impasto.errors import ImpastoError
+
+if TYPE_CHECKING:  # numpy, PyAV and OpenCV load on first use: the CLI registers options from here
+    import numpy as np
 
 DEFAULT_STRENGTH = 0.7
 SMOOTHING_FLOW = ("dis-fast", 256)   # method, working size: ~10 ms a frame pair at 512 px
 METRIC_FLOW = ("dis", None)          # the flicker metric: full-size DIS, independent of smoothing
 
-Painter = Callable[[np.ndarray], np.ndarray]
+Painter = Callable[["np.ndarray"], "np.ndarray"]
+
+
+def is_video(path) -> bool:
+    """True when `path` names a video file (see impasto.video.is_video)."""
+    from impasto import video as vio
+    return vio.is_video(path)
 
 
 def add_video_arguments(parser: argparse.ArgumentParser, iterative: bool = False) -> None:
@@ -167,6 +173,9 @@ def process_video(source, output, paint: Painter, max_side: Optional[int] = None
                   on_frame: Optional[Callable[[int, np.ndarray], None]] = None) -> VideoResult:
     """Stream `source` through `paint` (RGB float frame -> same-size RGB float frame), the
     optional smoother, into `output`; keeps timestamps and audio; measures flicker."""
+    import numpy as np
+
+    from impasto import video as vio
     vio.check_output(output)
     t0 = time.perf_counter()
     paint_s = smooth_s = 0.0
@@ -214,6 +223,8 @@ def stylize_video(source, output, engine, options=None, max_side: Optional[int] 
     from . import flow
     from .stylize import Options, stylize_array
     options = options or Options()
+    if not (0.0 <= strength <= 1.0):
+        raise ImpastoError(f"--temporal-strength must be between 0 and 1, not {strength}")
 
     def paint(image: np.ndarray) -> np.ndarray:
         return stylize_array(engine, image, options)
@@ -229,3 +240,33 @@ def report(result: VideoResult) -> None:
     if result.warning:
         print(f"warning: {result.warning}", file=sys.stderr)
     print(result.summary())
+
+
+def run_stylize(args) -> int:
+    """`impasto stylize VIDEO -o OUT.mp4`: the stylize command's video branch."""
+    from pathlib import Path
+
+    from impasto import video as vio
+    from . import zoo
+    from .runtime import load_engine
+    from .stylize import Options
+
+    out = Path(args.output)
+    if out.is_dir() or out.suffix.lower() not in vio.CONTAINERS:
+        raise ImpastoError(f"{out}: for a video input, -o must be a video file ("
+                           + ", ".join(vio.VIDEO_EXTENSIONS) + ")")
+    if args.size is not None and args.size < 16:
+        raise ImpastoError(f"--size must be at least 16 px, not {args.size}")
+    options = Options(strength=args.strength, preserve_color=args.preserve_color, tile=args.tile,
+                      overlap=args.overlap).check()
+    info = vio.probe(args.input)  # a clear error for a broken file before the model loads
+    model = zoo.resolve_style(args.style, args.models)
+    engine = load_engine(model, args.backend)
+    if not args.quiet:
+        print(f"{args.input}: {info.describe()}; style {model.stem} ({engine.describe()}), "
+              + ("temporal smoothing " + f"{args.temporal_strength:g}" if args.temporal else "no temporal smoothing"))
+    result = stylize_video(args.input, out, engine, options, max_side=args.size, temporal=args.temporal,
+                           strength=args.temporal_strength, flow_method=args.flow,
+                           measure=args.measure_flicker, progress=not args.quiet)
+    report(result)
+    return 0
