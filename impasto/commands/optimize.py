@@ -82,6 +82,8 @@ def register(sub) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_run_arguments(p)
     add_objective_arguments(p)
+    from impasto.serve.video import add_video_arguments
+    add_video_arguments(p, iterative=True)
     p.set_defaults(run=run)
 
 
@@ -90,6 +92,10 @@ def run(args) -> int:
 
     from impasto import images
     from impasto.training.optimize import stylize
+    from impasto.video import is_video
+    if is_video(args.content):
+        from impasto.training.video import run_optimize
+        return run_optimize(args)
 
     images.format_for(args.output)  # fail on a bad extension before minutes of work
     if args.snapshot_every and not args.snapshot_dir:

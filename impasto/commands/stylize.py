@@ -36,6 +36,8 @@ def register(sub) -> None:
                    help="output format in folder mode (default: png)")
     p.add_argument("--models", help="folder of bundled-style files (default: the package's zoo)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    from impasto.serve.video import add_video_arguments
+    add_video_arguments(p)
     p.set_defaults(run=run)
 
 
@@ -48,6 +50,9 @@ def run(args) -> int:
     from impasto.serve import zoo
     from impasto.serve.runtime import load_engine
     from impasto.serve.stylize import Options, stylize_array
+    from impasto.serve.video import is_video, run_stylize
+    if is_video(args.input):
+        return run_stylize(args)
 
     options = Options(strength=args.strength, preserve_color=args.preserve_color, tile=args.tile,
                       overlap=args.overlap).check()
