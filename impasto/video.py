@@ -60,6 +60,15 @@ def _av():
     return av
 
 
+def _why(exc: Exception) -> str:
+    """FFmpeg's reason, without the errno and path noise."""
+    text = getattr(exc, "strerror", None) or str(exc)
+    log = str(exc).rsplit("last error log:", 1)
+    if len(log) == 2:
+        text += ":" + log[1].split("]", 1)[-1]
+    return text.strip()
+
+
 def is_video(path: PathLike) -> bool:
     """True for a video file by its extension; a .gif only when it has more than one frame
     (a still GIF stays an image)."""
@@ -128,7 +137,7 @@ def _open_input(path: PathLike):
     try:
         container = av.open(str(p), "r")
     except av.FFmpegError as exc:
-        raise ImpastoError(f"{path}: not a video, or damaged beyond reading ({exc})") from None
+        raise ImpastoError(f"{path}: not a video, or damaged beyond reading ({_why(exc)})") from None
     if not container.streams.video:
         container.close()
         raise ImpastoError(f"{path}: contains no video stream")
@@ -225,7 +234,7 @@ class VideoReader:
                 break
             except (av.FFmpegError, ValueError) as exc:
                 raise ImpastoError(f"{self.path}: damaged video: decoding stopped after frame "
-                                   f"{self.count} ({exc})") from None
+                                   f"{self.count} ({_why(exc)})") from None
             kwargs = {"width": width, "height": height, "interpolation": "AREA"} if resize else {}
             rgb = frame.to_ndarray(format="rgb24", **kwargs)
             pts = frame.pts
@@ -327,7 +336,7 @@ class VideoWriter:
             raise
         except (av.FFmpegError, ValueError) as exc:
             self._abort()
-            raise ImpastoError(f"{path}: cannot create the video ({exc})") from None
+            raise ImpastoError(f"{path}: cannot create the video ({_why(exc)})") from None
 
     def __enter__(self) -> "VideoWriter":
         return self
@@ -373,7 +382,7 @@ class VideoWriter:
                 self._audio.copy_until(float(pts * self.time_base))
         except self.av.FFmpegError as exc:
             self._abort()
-            raise ImpastoError(f"{self.path}: encoding failed at frame {self.count} ({exc})") from None
+            raise ImpastoError(f"{self.path}: encoding failed at frame {self.count} ({_why(exc)})") from None
         self.count += 1
 
     def close(self) -> Path:
@@ -391,7 +400,7 @@ class VideoWriter:
             self.container.close()
         except self.av.FFmpegError as exc:
             self._abort()
-            raise ImpastoError(f"{self.path}: finishing the video failed ({exc})") from None
+            raise ImpastoError(f"{self.path}: finishing the video failed ({_why(exc)})") from None
         self._closed = True
         os.replace(self.tmp, self.path)
         return self.path
