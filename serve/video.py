@@ -30,7 +30,7 @@ from impasto.errors import ImpastoError
 if TYPE_CHECKING:  # numpy, PyAV and OpenCV load on first use: the CLI registers options from here
     import numpy as np
 
-DEFAULT_STRENGTH = 0.7
+DEFAULT_STRENGTH = 0.6
 SMOOTHING_FLOW = ("dis-fast", 256)   # method, working size: ~10 ms a frame pair at 512 px
 METRIC_FLOW = ("dis", None)          # the flicker metric: full-size DIS, independent of smoothing
 
