@@ -55,10 +55,12 @@ def decode(item) -> Image.Image:
     return img
 
 
-def crop_tensor(img: Image.Image, size: int, rng: Optional[random.Random]) -> torch.Tensor:
-    """Shorter side -> size, then a size x size crop (random with rng, else centred), random flip."""
+def crop_tensor(img: Image.Image, size: int, rng: Optional[random.Random],
+                resize: Optional[int] = None) -> torch.Tensor:
+    """Shorter side -> resize (default: size), then a size x size crop (random with rng, else
+    centred), random flip."""
     w, h = img.size
-    s = size / min(w, h)
+    s = max(resize or size, size) / min(w, h)
     nw, nh = max(size, round(w * s)), max(size, round(h * s))
     img = img.resize((nw, nh), Image.BILINEAR, reducing_gap=3.0)
     if rng is not None:
@@ -77,8 +79,9 @@ class PhotoDataset(Dataset):
     decodable one and recorded in `skipped` (a set shared with the data module)."""
 
     def __init__(self, table, column: str, size: int, train: bool, seed: int = 0,
-                 skipped: Optional[set] = None):
+                 skipped: Optional[set] = None, resize: Optional[int] = None):
         self.table, self.column, self.size, self.train, self.seed = table, column, size, train, seed
+        self.resize = resize
         self.skipped = skipped if skipped is not None else set()
         self.epoch = 0
 
@@ -97,7 +100,7 @@ class PhotoDataset(Dataset):
                 self.skipped.add(self._name(j, exc))
                 continue
             rng = random.Random(hash((self.seed, epoch, pos, attempt))) if self.train else None
-            return {"image": crop_tensor(img, self.size, rng)}
+            return {"image": crop_tensor(img, self.size, rng, self.resize)}
         raise ImpastoError("no photo in the dataset could be decoded")
 
     def _name(self, j: int, exc: Exception) -> str:
@@ -163,6 +166,10 @@ class PhotoDataModule(pl.LightningDataModule):
         max_images: use at most this many photos (None: all of a local/downloaded dataset).
         holdout: the first this-many photos are held out for validation and evaluation.
         image_size: training crop size in pixels (square).
+        resize_size: the photo's shorter side is resized to this before cropping (default:
+            image_size, Johnson's whole-photo crops). Larger values train on photos at the pixel
+            scale they will be stylised at, at the cost of a smaller field of view per crop.
+        val_size: shorter side and centre-crop size of the held-out photos (default: resize_size).
         batch_size: photos per step (per process under DDP).
         num_workers: DataLoader worker processes (0 is right on a 2-core machine).
         seed: seeds the data order and augmentation.
@@ -170,13 +177,15 @@ class PhotoDataModule(pl.LightningDataModule):
 
     def __init__(self, source: str = "../shared/data/coco_sample", image_column: str = "image",
                  split: str = "train", streaming: bool = False, max_images: Optional[int] = None,
-                 holdout: int = 8, image_size: int = 256, batch_size: int = 4, num_workers: int = 0,
-                 seed: int = 0):
+                 holdout: int = 8, image_size: int = 256, resize_size: Optional[int] = None,
+                 val_size: Optional[int] = None, batch_size: int = 4, num_workers: int = 0, seed: int = 0):
         super().__init__()
         self.save_hyperparameters()
         self.source, self.image_column, self.split, self.streaming = source, image_column, split, streaming
         self.max_images, self.holdout = max_images, holdout
         self.image_size, self.batch_size, self.num_workers, self.seed = image_size, batch_size, num_workers, seed
+        self.resize_size = resize_size or image_size
+        self.val_size = val_size or self.resize_size
         self.skipped: set = set()
         self.train_set: Optional[PhotoDataset] = None
         self.val_set: Optional[PhotoDataset] = None
@@ -230,10 +239,11 @@ class PhotoDataModule(pl.LightningDataModule):
         if self.train_set is not None:
             return
         table = self.load_table()
-        self.val_set = PhotoDataset(table.select(range(self.holdout)), self.column, self.image_size,
+        self.val_set = PhotoDataset(table.select(range(self.holdout)), self.column, self.val_size,
                                     train=False, seed=self.seed, skipped=self.skipped)
         self.train_set = PhotoDataset(table.select(range(self.holdout, len(table))), self.column,
-                                      self.image_size, train=True, seed=self.seed, skipped=self.skipped)
+                                      self.image_size, train=True, seed=self.seed, skipped=self.skipped,
+                                      resize=self.resize_size)
         if len(self.train_set) < self.batch_size:
             raise ImpastoError(f"{len(self.train_set)} training photos is fewer than batch_size={self.batch_size}")
 

@@ -354,18 +354,30 @@ class FastStyleModule(pl.LightningModule):
 # --------------------------------------------------------------------------- callbacks and CLI
 
 class SafetyCheckpoint(pl.Callback):
-    """Writes checkpoints/last.ckpt when training ends, and when it is interrupted (Ctrl-C or
-    an error), so that `--resume last` always has something current to continue from."""
+    """Writes checkpoints/last.ckpt after the final step, and when training is interrupted
+    (Ctrl-C or an error), so that `--resume last` always has something current to continue from.
+
+    The final save happens at the end of the last batch (not in on_train_end, by which time
+    Lightning has closed the epoch, so a resume from it would skip the rest of that epoch)."""
 
     def __init__(self, dirpath: str | os.PathLike):
         self.path = Path(dirpath) / "last.ckpt"
         self._training = False
+        self._saved_step = -1
 
     def on_train_start(self, trainer, pl_module):
         self._training = True
 
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.max_steps is not None and 0 <= trainer.max_steps <= trainer.global_step:
+            trainer.save_checkpoint(self.path)
+            self._saved_step = trainer.global_step
+
     def on_train_end(self, trainer, pl_module):
-        trainer.save_checkpoint(self.path)
+        # Stopped early (max_time, early stopping): save now. Resuming from this one starts the
+        # next epoch (Lightning has closed the current one), which is still a valid run.
+        if self._training and trainer.global_step > self._saved_step and trainer.global_step > 0:
+            trainer.save_checkpoint(self.path)
         self._training = False
 
     def on_exception(self, trainer, pl_module, exception):
@@ -403,6 +415,8 @@ def cli_main(argv: Optional[list[str]] = None) -> int:
                                 help='checkpoint to continue from, or "last" (run_dir/checkpoints/last.ckpt)')
             parser.add_argument("--save_every_n_steps", type=int, default=100,
                                 help="how often checkpoints/last.ckpt is written")
+            parser.add_argument("--threads", type=Optional[int], default=None,
+                                help="CPU threads for torch (1 is fastest on a busy shared machine)")
 
         def instantiate_trainer(self, **kwargs):
             cfg = self.config
@@ -417,8 +431,9 @@ def cli_main(argv: Optional[list[str]] = None) -> int:
                                 every_n_train_steps=cfg.save_every_n_steps, auto_insert_metric_name=False,
                                 enable_version_counter=False),
                 SafetyCheckpoint(ckpt_dir),
-                RichProgressBar(leave=True),
             ]
+            if trainer_cfg.get("enable_progress_bar", True) is not False:
+                callbacks.append(RichProgressBar(leave=True))
             kwargs["callbacks"] = callbacks
             kwargs["default_root_dir"] = str(run_dir)
             if trainer_cfg.get("logger") in (None, True):
@@ -431,6 +446,8 @@ def cli_main(argv: Optional[list[str]] = None) -> int:
                        save_config_kwargs={"overwrite": True}, auto_configure_optimizers=False,
                        parser_kwargs={"prog": "impasto train", "default_env": False})
     cfg = cli.config.as_dict()
+    if cfg.get("threads"):
+        torch.set_num_threads(cfg["threads"])
     trainer_keys = ("max_steps", "precision", "accumulate_grad_batches", "devices", "num_nodes")
     config = {"model": cfg.get("model", {}), "data": cfg.get("data", {}),
               "trainer": {k: cfg.get("trainer", {}).get(k) for k in trainer_keys},
