@@ -292,6 +292,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         preserve_color: bool = Form(False, description="keep the photo's colours"),
         format: str = Form("jpeg", description="png, jpeg or webp"),
     ):
+        style = style or None  # an empty field means the default style
         if style is not None:
             from .zoo import check_style_name
             check_style_name(style)

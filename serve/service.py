@@ -38,7 +38,9 @@ class Limits:
     max_input_pixels: int = 40_000_000           # declared canvas of the upload
     max_size: int = 2048                         # longest side of the result
     default_size: int = 1024
-    input_formats: tuple = ("JPEG", "PNG", "WEBP", "GIF", "BMP")
+    # MPO is how Pillow names a JPEG with extra preview frames (many phone cameras): its first
+    # frame is the photo.
+    input_formats: tuple = ("JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP")
     # 8-bit RGB(A), grayscale and palette images only: CMYK (no reliable colour conversion without
     # its ICC profile), 16-bit and float images are refused with a message saying what to send.
     input_modes: tuple = ("RGB", "RGBA", "L", "LA", "P", "PA", "1", "RGBX")
@@ -118,7 +120,7 @@ def inspect_upload(data: bytes, limits: Limits) -> tuple[int, int, str, str]:
     if fmt not in limits.input_formats:
         raise ImpastoError(f"image format {fmt} is not accepted; send one of "
                            + ", ".join(limits.input_formats), 415)
-    if getattr(img, "is_animated", False) or getattr(img, "n_frames", 1) > 1:
+    if fmt != "MPO" and (getattr(img, "is_animated", False) or getattr(img, "n_frames", 1) > 1):
         raise ImpastoError("animated images are not accepted; send a single frame (JPEG or PNG)", 415)
     if mode not in limits.input_modes:
         what = {"CMYK": "CMYK", "I;16": "16-bit", "I;16B": "16-bit", "I;16L": "16-bit", "I": "32-bit integer",
