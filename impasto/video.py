@@ -310,6 +310,7 @@ class VideoWriter:
         self.count = 0
         self._closed = False
         self._last_pts = -1
+        self._audio_end: Optional[float] = None   # None: all of the source's audio
         try:
             self.container = av.open(self.tmp, "w", format=self.muxer)
             self.stream = self.container.add_stream(vcodec, rate=self.fps)
@@ -385,6 +386,10 @@ class VideoWriter:
             raise ImpastoError(f"{self.path}: encoding failed at frame {self.count} ({_why(exc)})") from None
         self.count += 1
 
+    def end_audio_with_video(self) -> None:
+        """Cut the audio where the frames written so far end (for a run stopped early)."""
+        self._audio_end = float((self._last_pts * self.time_base) + 1 / Fraction(self.fps))
+
     def close(self) -> Path:
         """Flush the encoders and move the finished file into place."""
         if self._closed:
@@ -396,7 +401,7 @@ class VideoWriter:
             for packet in self.stream.encode():
                 self.container.mux(packet)
             if self._audio is not None:
-                self._audio.copy_until(None)
+                self._audio.copy_until(self._audio_end, final=True)
             self.container.close()
         except self.av.FFmpegError as exc:
             self._abort()
@@ -459,8 +464,9 @@ class _AudioCopier:
                 for out in self.out_stream.encode(resampled):
                     self.output.mux(out)
 
-    def copy_until(self, seconds: Optional[float]) -> None:
-        """Mux the audio packets up to `seconds` (None: all that is left, then flush)."""
+    def copy_until(self, seconds: Optional[float], final: bool = False) -> None:
+        """Mux the audio packets up to `seconds` (None: all that is left); `final` then flushes
+        the encoder and drops the rest."""
         if self.packets is None:
             return
         while True:
@@ -480,8 +486,10 @@ class _AudioCopier:
             t = float(packet.pts * packet.time_base) if packet.pts is not None else 0.0
             if seconds is not None and t > seconds:
                 self.pending = packet
-                return
+                break
             self._mux(packet)
+        if not final:
+            return
         self.packets = None
         if not self.remux:
             for resampled in self.resampler.resample(None):

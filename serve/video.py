@@ -150,6 +150,7 @@ class VideoResult:
     temporal: bool
     audio: bool
     warning: Optional[str] = None
+    interrupted: bool = False          # stopped by Ctrl-C: the output holds the frames done so far
 
     @property
     def frames_per_second(self) -> float:
@@ -179,6 +180,7 @@ def process_video(source, output, paint: Painter, max_side: Optional[int] = None
     vio.check_output(output)
     t0 = time.perf_counter()
     paint_s = smooth_s = 0.0
+    interrupted = False
     tracker = FlickerTracker(measure)
     with vio.VideoReader(source, max_side) as reader:
         info = reader.info
@@ -187,7 +189,14 @@ def process_video(source, output, paint: Painter, max_side: Optional[int] = None
             with vio.VideoWriter(output, info, size=reader.size, audio_from=source) as writer:
                 for frame in reader:
                     t = time.perf_counter()
-                    raw = np.asarray(paint(frame.image), dtype=np.float32)
+                    try:
+                        raw = np.asarray(paint(frame.image), dtype=np.float32)
+                    except KeyboardInterrupt:
+                        if writer.count == 0:
+                            raise
+                        interrupted = True  # keep what is done: a shorter, complete video
+                        writer.end_audio_with_video()
+                        break
                     paint_s += time.perf_counter() - t
                     if raw.shape != frame.image.shape:
                         raise ImpastoError(f"the painter returned a {raw.shape} frame for a {frame.image.shape} one")
@@ -205,14 +214,15 @@ def process_video(source, output, paint: Painter, max_side: Optional[int] = None
                     status = f"flicker {tracker.out.value:.5f}" if measure and tracker.out.errors else ""
                     bar.update(done, done / elapsed if elapsed > 0 else 0.0, status)
                 audio = writer._audio is not None and writer._audio.out_stream is not None
+            count = writer.count
         finally:
             bar.close()
         warning = reader.warning
-        count = reader.count
     seconds = time.perf_counter() - t0 - tracker.seconds
     width, height = reader.size
     return VideoResult(str(output), count, width, height, float(info.fps), seconds, paint_s, smooth_s,
-                       tracker.seconds, tracker.flicker, tracker.flicker_raw, smoother is not None, audio, warning)
+                       tracker.seconds, tracker.flicker, tracker.flicker_raw, smoother is not None, audio, warning,
+                       interrupted)
 
 
 def stylize_video(source, output, engine, options=None, max_side: Optional[int] = None,
@@ -236,10 +246,14 @@ def stylize_video(source, output, engine, options=None, max_side: Optional[int] 
     return process_video(source, output, paint, max_side, smoother, measure, progress, "stylize video")
 
 
-def report(result: VideoResult) -> None:
+def report(result: VideoResult) -> int:
+    """Print the summary; the exit code (130 when stopped early)."""
     if result.warning:
         print(f"warning: {result.warning}", file=sys.stderr)
+    if result.interrupted:
+        print(f"stopped by Ctrl-C after {result.frames} frames; the video holds those frames")
     print(result.summary())
+    return 130 if result.interrupted else 0
 
 
 def run_stylize(args) -> int:
@@ -268,5 +282,4 @@ def run_stylize(args) -> int:
     result = stylize_video(args.input, out, engine, options, max_side=args.size, temporal=args.temporal,
                            strength=args.temporal_strength, flow_method=args.flow,
                            measure=args.measure_flicker, progress=not args.quiet)
-    report(result)
-    return 0
+    return report(result)

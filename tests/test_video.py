@@ -250,6 +250,24 @@ def test_cli_bad_video_exits_2_without_traceback(tmp_path, model):
     assert not (tmp_path / "out.mp4").exists()
 
 
+def test_ctrl_c_keeps_the_frames_done(tmp_path, clip, engine):
+    from impasto.serve.stylize import stylize_array
+    from impasto.serve.video import process_video
+    calls = []
+
+    def paint(image):
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        calls.append(1)
+        return stylize_array(engine, image)
+
+    result = process_video(clip, tmp_path / "partial.mp4", paint, progress=False)
+    assert result.interrupted and result.frames == 5
+    info = video.probe(result.output)
+    assert len(list(video.read_frames(result.output))) == 5 and info.audio_codec == "aac"
+    assert info.duration < 6.5 / 12   # the audio stops with the video
+
+
 def test_temporal_strength_is_checked(tmp_path, clip, engine):
     from impasto.serve.video import stylize_video
     with pytest.raises(ImpastoError, match="between 0 and 1"):

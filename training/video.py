@@ -173,8 +173,7 @@ def run_optimize(args) -> int:
                                temporal_weight=args.temporal_strength, first_iterations=args.first_frame_iterations,
                                flow_method=args.flow, measure=args.measure_flicker, progress=not args.quiet)
     except KeyboardInterrupt:
-        print(f"stopped after {time.perf_counter() - t0:.0f} s; {out} was not written (a video is written "
-              "whole or not at all)")
+        print(f"stopped after {time.perf_counter() - t0:.0f} s, before the first frame was done; "
+              f"{out} was not written")
         return 130
-    report(result)
-    return 0
+    return report(result)
