@@ -22,7 +22,11 @@ import numpy as np
 
 from impasto.errors import ImpastoError
 
-DEFAULT_OPSET = 20
+# Opset 21 (ONNX 1.16): the newest that the oldest onnxruntime this package allows (1.18) runs,
+# so an exported file loads everywhere impasto installs (and in Triton releases that bundle
+# onnxruntime 1.18 or newer).
+# Exports at 22 and 23 were checked here too (`--opset`).
+DEFAULT_OPSET = 21
 INPUT_NAME, OUTPUT_NAME = "input", "output"
 META_PREFIX = "impasto."
 
