@@ -138,6 +138,17 @@ def render_preview(onnx_path, photo: np.ndarray, out: Path) -> Path:
 
 # ----------------------------------------------------------------------------- card
 
+def _no_machine_paths(value):
+    """Cards ship with the package: an absolute path of the exporting machine becomes its file name."""
+    if isinstance(value, dict):
+        return {k: _no_machine_paths(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_no_machine_paths(v) for v in value]
+    if isinstance(value, str) and os.path.isabs(value) and len(value) < 4096:
+        return Path(value).name
+    return value
+
+
 def merge_card(card_path: Path, updates: dict) -> dict:
     card = {}
     if card_path.is_file():
@@ -146,6 +157,7 @@ def merge_card(card_path: Path, updates: dict) -> dict:
         except ValueError:
             card = {}
     card.update(updates)
+    card = _no_machine_paths(card)
     atomic_write_bytes(card_path, (json.dumps(card, indent=2, sort_keys=False) + "\n").encode())
     return card
 

@@ -18,7 +18,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-def make_checkpoint(path: Path, arch: str = "slim", style: str = "testing", seed: int = 0) -> Path:
+def make_checkpoint(path: Path, arch: str = "slim", style: str = "testing", seed: int = 0,
+                    **extra_meta) -> Path:
     """A checkpoint in the training side's format, of a freshly initialised (real) network."""
     import torch
     from impasto.models.transformer import TransformerNet
@@ -31,7 +32,7 @@ def make_checkpoint(path: Path, arch: str = "slim", style: str = "testing", seed
                 m.weight.uniform_(0.5, 1.5)
                 m.bias.uniform_(-0.2, 0.2)
     meta = {"style": style, "arch": arch, "style_image": "painting.jpg", "steps": 0,
-            "config_hash": "0123abcd", "loss_terms": {}, "wall_time_s": 0.0}
+            "config_hash": "0123abcd", "loss_terms": {}, "wall_time_s": 0.0, **extra_meta}
     torch.save({"impasto": meta, "state_dict": {"net." + k: v for k, v in net.state_dict().items()}}, path)
     return path
 
@@ -143,7 +144,7 @@ def test_fp16_and_int8_variants(slim_export, data):
 
 
 def test_cli_export_card_preview_triton(tmp_path, data, capsys):
-    ckpt = make_checkpoint(tmp_path / "last.ckpt", "slim", "mosaic")
+    ckpt = make_checkpoint(tmp_path / "last.ckpt", "slim", "mosaic", vgg=str(tmp_path / "w" / "vgg16.h5"))
     card = tmp_path / "zoo" / "mosaic.json"
     card.parent.mkdir()
     card.write_text(json.dumps({"style": "mosaic", "trained_by": "the training side"}))
@@ -162,6 +163,7 @@ def test_cli_export_card_preview_triton(tmp_path, data, capsys):
     assert "parity vs PyTorch" in out
     c = json.loads(card.read_text())
     assert c["trained_by"] == "the training side", "export must keep what the training side wrote"
+    assert c["vgg"] == "vgg16.h5" and str(tmp_path) not in card.read_text(), "machine paths in the card"
     assert c["onnx"]["file"] == "mosaic.onnx" and c["onnx"]["parity_vs_pytorch"]["image"]["cases"] == 1
     assert {"onnxruntime-fp32", "onnxruntime-fp16", "onnxruntime-int8"} <= set(c["backends"])
     assert all(v["latency_ms"] > 0 for k, v in c["backends"].items() if not k.startswith("_"))
