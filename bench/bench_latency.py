@@ -162,7 +162,8 @@ def main(argv=None) -> int:
         for size in args.sizes:
             x = np.random.default_rng(0).random((1, 3, size, size), dtype=np.float32)
             for r in group:
-                r.fn(x)  # warm-up (allocations, OpenVINO shape specialisation)
+                r.fn(x)  # warm-up: allocations; OpenVINO compiles a static-shape model on the
+                r.fn(x)  # second call of a size (serve/runtime.py), as a server does for repeat sizes
             for _ in range(args.repeats):
                 for r in group:
                     r.time(size, x)

@@ -69,7 +69,8 @@ def load_checkpoint(path: str | os.PathLike, arch: str | None = None, style: str
 # ----------------------------------------------------------------------------- measuring
 
 def _median_ms(fn, x, repeats: int) -> float:
-    fn(x)  # warm-up: first run allocates and (OpenVINO) specialises kernels for the shape
+    fn(x)  # warm-up: the first runs allocate, and OpenVINO compiles a static-shape model
+    fn(x)
     times = []
     for _ in range(repeats):
         t = time.perf_counter()

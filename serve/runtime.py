@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import queue
 import threading
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -133,38 +134,80 @@ class OrtEngine(Engine):
 
 
 class OpenVinoEngine(Engine):
-    """OpenVINO on the CPU, compiled from the same ONNX file; a pool of infer requests makes it
-    safe to call from several threads at once."""
+    """OpenVINO on the CPU, compiled from the same ONNX file.
+
+    The dynamic-shape model serves any size. A size seen `static_after` times gets its own
+    static-shape compilation (about 0.35 s here), which runs 25-35% faster than the dynamic one
+    (slim net, 512x384, bf16: 49-52 ms vs 68-77 ms); up to `static_shapes` are kept (LRU).
+    Each compiled model has a pool of infer requests, so several threads may call at once.
+    """
 
     backend = "openvino"
 
-    def __init__(self, path, precision: str = "bf16", threads: int | None = None, requests: int = 2):
+    def __init__(self, path, precision: str = "bf16", threads: int | None = None, requests: int = 2,
+                 static_shapes: int = 8, static_after: int = 2):
         super().__init__(path)
         import openvino as ov
         self.precision = precision
-        core = ov.Core()
-        config = {
+        self.core = ov.Core()
+        self.config = {
             "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
             "PERFORMANCE_HINT": "LATENCY",
             "INFERENCE_NUM_THREADS": int(threads or default_threads()),
         }
+        self.requests = max(1, requests)
         try:
-            model = core.read_model(str(path))
-            self.compiled = core.compile_model(model, "CPU", config)
+            self.compiled = self.core.compile_model(self.core.read_model(str(path)), "CPU", self.config)
         except Exception as exc:
             raise ImpastoError(f"{path}: cannot compile the model with OpenVINO: {exc}") from None
         self.input_name = self.compiled.inputs[0].get_any_name()
-        self._pool: queue.Queue = queue.Queue()
-        for _ in range(max(1, requests)):
-            self._pool.put(self.compiled.create_infer_request())
+        self._pool = self._make_pool(self.compiled)
+        self.static_shapes, self.static_after = static_shapes, static_after
+        self._static: "OrderedDict[tuple, queue.Queue]" = OrderedDict()
+        self._seen: dict[tuple, int] = {}
+        self._lock = threading.Lock()
+        self._compiling: set = set()
+
+    def _make_pool(self, compiled) -> queue.Queue:
+        pool: queue.Queue = queue.Queue()
+        for _ in range(self.requests):
+            pool.put(compiled.create_infer_request())
+        return pool
+
+    def _pool_for(self, shape: tuple) -> queue.Queue:
+        if not self.static_shapes:
+            return self._pool
+        with self._lock:
+            pool = self._static.get(shape)
+            if pool is not None:
+                self._static.move_to_end(shape)
+                return pool
+            self._seen[shape] = n = self._seen.get(shape, 0) + 1
+            if n < self.static_after or shape in self._compiling:
+                return self._pool
+            self._compiling.add(shape)
+        try:
+            model = self.core.read_model(str(self.path))
+            model.reshape({self.input_name: list(shape)})
+            pool = self._make_pool(self.core.compile_model(model, "CPU", self.config))
+        except Exception:  # a shape OpenVINO cannot specialise: stay on the dynamic model
+            pool = self._pool
+        with self._lock:
+            self._compiling.discard(shape)
+            self._static[shape] = pool
+            while len(self._static) > self.static_shapes:
+                self._static.popitem(last=False)
+        return pool
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        req = self._pool.get()
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        pool = self._pool_for(tuple(x.shape))
+        req = pool.get()
         try:
-            res = req.infer({0: np.ascontiguousarray(x, dtype=np.float32)})
+            res = req.infer({0: x})
             return np.array(next(iter(res.values())), dtype=np.float32, copy=True)
         finally:
-            self._pool.put(req)
+            pool.put(req)
 
 
 _CACHE: dict = {}
