@@ -521,6 +521,11 @@ class FrameProgress:
         if self.enabled:
             self.bar.update(self.task, completed=done, fps=f"{fps:.2f} fps" if fps else "", status=status)
 
+    def status(self, text: str) -> None:
+        """Change only the status text (e.g. the iteration within a frame)."""
+        if self.enabled:
+            self.bar.update(self.task, status=text)
+
     def close(self) -> None:
         if self.enabled:
             self.bar.stop()

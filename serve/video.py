@@ -185,6 +185,8 @@ def process_video(source, output, paint: Painter, max_side: Optional[int] = None
     with vio.VideoReader(source, max_side) as reader:
         info = reader.info
         bar = vio.FrameProgress(info.frames, label, progress)
+        if hasattr(paint, "report_status"):   # a slow painter (the optimiser) shows its steps
+            paint.report_status = bar.status
         try:
             with vio.VideoWriter(output, info, size=reader.size, audio_from=source) as writer:
                 for frame in reader:

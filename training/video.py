@@ -18,7 +18,7 @@ Frames stream in and out (impasto.video): memory holds one frame and the previou
 from __future__ import annotations
 
 import time
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -86,6 +86,7 @@ class FramePainter:
         self.index = 0
         self.last_terms: dict = {}
         self.interrupted = False
+        self.report_status: Optional[Callable[[str], None]] = None   # set by process_video
 
     def _set_style(self, frame: np.ndarray) -> None:
         c = self.config
@@ -122,7 +123,11 @@ class FramePainter:
             init = _initial(c, content, self.styles[0], (w, h))
             iterations = self.first_iterations if self.index == 0 else c.iterations
             objective = self.objective
-        result = optimize_pixels(objective, to_tensor(init), iterations, c.optimizer, c.learning_rate, c.precision)
+        def on_step(step, x, row, n=iterations):
+            if self.report_status is not None:
+                self.report_status(f"iteration {step}/{n} loss {row['total']:.4g}")
+        result = optimize_pixels(objective, to_tensor(init), iterations, c.optimizer, c.learning_rate, c.precision,
+                                 on_step)
         self.interrupted = result.interrupted
         if result.history:
             self.last_terms = {k: v for k, v in result.history[-1].items() if k != "seconds"}
