@@ -195,3 +195,20 @@ def test_4000px_photo_in_bounded_memory(style_models, data, tmp_path):
     # One untiled pass would hold several 16-channel float maps of 10.7 Mpx (~680 MB each).
     assert rss < 1500, f"peak memory {rss} MB"
     assert Image.open(out).size == (4000, 2667)
+
+
+def test_openvino_backend_matches_onnxruntime(style_models, data):
+    """Same ONNX file on OpenVINO (dynamic, then the static-shape compilation) and onnxruntime."""
+    pytest.importorskip("openvino", reason="the openvino extra is not installed")
+    from impasto import images
+    from impasto.serve.runtime import OpenVinoEngine, OrtEngine
+    from impasto.serve.stylize import run_network
+    photo = images.load(data / "content" / "towers.jpg", max_side=160)
+    ref = run_network(OrtEngine(style_models / "alpha.onnx"), photo)
+    fp32 = OpenVinoEngine(style_models / "alpha.onnx", "fp32", static_after=2)
+    outs = [run_network(fp32, photo) for _ in range(3)]  # call 2 compiles the static model
+    for o in outs:
+        assert np.abs(o - ref).max() < 1e-4
+    assert len(fp32._static) == 1
+    bf16 = run_network(OpenVinoEngine(style_models / "alpha.onnx", "bf16"), photo)
+    assert np.abs(bf16 - ref).mean() < 3 / 255
