@@ -1,0 +1,146 @@
+"""`impasto compare`: the fast model against the iterative optimiser on the same photos and the
+same objective (a self-contained HTML report), or, with --algorithms, one figure comparing the
+methods (Gatys, Gatys + histogram, MRF, the fast model) on content/style pairs."""
+
+from __future__ import annotations
+
+import argparse
+
+EPILOG = """\
+examples:
+  impasto compare --style candy --content photos/ -o report/          (open report/index.html)
+  impasto compare --style candy --content a.jpg b.jpg -o report/ --size 256 --iterations 300
+  impasto compare --style my.onnx --model other.onnx --content photos/ -o report/   (two fast models)
+  impasto compare --algorithms --content a.jpg b.jpg --style candy.jpg the_wave.jpg -o methods.png
+
+The fast model's objective (loss weights, VGG layers, style image and its size) is read from its
+model card (<model>.json, written by `impasto train`/`impasto export`); the style image is looked
+up where the training config says (relative to where you run this), else pass --style-image.
+The iterative runs use L-BFGS from the photo; "worth N iterations" is the first iteration whose
+loss is at most the fast model's. Speed-table figures for sizes other than --size are
+extrapolated from --speed-measure timed iterations (the report marks them)."""
+
+
+def _ints(text: str) -> list[int]:
+    from impasto.errors import ImpastoError
+    try:
+        return [int(v) for v in text.replace(",", " ").split()]
+    except ValueError:
+        raise ImpastoError(f"expected whole numbers separated by commas, not {text!r}") from None
+
+
+def register(sub) -> None:
+    from impasto.commands.optimize import add_objective_arguments, add_run_arguments
+    p = sub.add_parser("compare", help="report: fast model vs iterative (quality, speed, pictures, plots)",
+                       description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--style", nargs="+", required=True,
+                   help="bundled style name or model.onnx (with --algorithms: style images, paired with --content)")
+    p.add_argument("--content", nargs="+", required=True, help="photos, or a folder of photos")
+    p.add_argument("-o", "--output", required=True,
+                   help="report folder (with --algorithms: the figure, .png)")
+    p.add_argument("--model", action="append", default=[], metavar="ONNX",
+                   help="another fast model to compare on the same objective (repeatable)")
+    p.add_argument("--style-image", help="the painting the model was trained on (default: from its model card)")
+    p.add_argument("--models", metavar="DIR", help="folder of bundled styles (default: the package's zoo)")
+    p.add_argument("--snapshots", default="0,25,50,100,200,300,500",
+                   help="iterations to keep images of (default 0,25,50,100,200,300,500)")
+    p.add_argument("--speed-sizes", default="256,512,1024", help="speed-table sizes in px")
+    p.add_argument("--speed-iterations", default="100,300,500", help="iteration counts in the speed table")
+    p.add_argument("--speed-measure", type=int, default=4, help="iterations timed per size (first is a warm-up)")
+    p.add_argument("--fast-repeats", type=int, default=5, help="fast-model timings per size (median)")
+    p.add_argument("--backend", default="ort", help="fast-model engine: ort (reference), openvino, auto, ...")
+    p.add_argument("--threads", type=int, help="onnxruntime threads (default: all)")
+    p.add_argument("--quiet", action="store_true", help="less output")
+    g = p.add_argument_group("algorithm comparison (--algorithms)")
+    g.add_argument("--algorithms", action="store_true",
+                   help="render the methods figure: rows = content/style pairs, columns = methods")
+    g.add_argument("--methods", nargs="+", default=["gatys", "histogram", "mrf", "fast"],
+                   choices=["gatys", "histogram", "mrf", "fast"])
+    g.add_argument("--hist-weight", type=float, default=None,
+                   help="histogram weight of the 'Gatys + histogram' column (default: explore.HISTOGRAM_WEIGHT)")
+    g.add_argument("--mrf-column-weight", type=float, default=None, dest="mrf_column_weight",
+                   help="MRF weight of the MRF column (default: explore.MRF_WEIGHT)")
+    add_run_arguments(p)
+    add_objective_arguments(p)
+    p.set_defaults(run=run, iterations=None, size=None)
+
+
+def _photos(entries):
+    from pathlib import Path
+
+    from impasto import images
+    from impasto.errors import ImpastoError
+    out = []
+    for e in entries:
+        p = Path(e)
+        if p.is_dir():
+            found = images.list_images(p)
+            if not found:
+                raise ImpastoError(f"{p}: no images in this folder")
+            out += found
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise ImpastoError(f"{e}: no such file or folder")
+    return out
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    from impasto.errors import ImpastoError
+
+    if args.algorithms:
+        return _run_algorithms(args)
+    from impasto.serve.zoo import resolve_style
+    from impasto.training.compare import CompareOptions, compare
+
+    if len(args.style) != 1:
+        raise ImpastoError("give one fast model with --style (more with --model), or use --algorithms")
+    out = Path(args.output)
+    if out.exists() and not out.is_dir():
+        raise ImpastoError(f"{out}: the report goes into a folder; this is a file")
+    options = CompareOptions(
+        size=args.size or 512, iterations=args.iterations if args.iterations is not None else 500,
+        snapshots=_ints(args.snapshots), precision=args.precision, lr=args.lr or 0.5,
+        speed_sizes=_ints(args.speed_sizes), speed_iterations=_ints(args.speed_iterations),
+        speed_measure=args.speed_measure, fast_repeats=args.fast_repeats, backend=args.backend,
+        threads=args.threads, seed=args.seed).check()
+    model = resolve_style(args.style[0], args.models)
+    photos = _photos(args.content)
+    log = (lambda s: None) if args.quiet else print
+    data = compare(photos, model, out, options, extra_models=args.model, style_image=args.style_image,
+                   vgg_weights=args.vgg_weights, style_search=[model.parent], log=log)
+    for name, s in data["summary"].items():
+        worth = ", ".join(str(w) if w is not None else f">{options.iterations}" for w in s["worth_iterations"])
+        print(f"{name}: worth {worth} iterations (per photo); mean fast loss {s['fast_loss_mean']:.4g}")
+    print(f"wrote {out / 'index.html'}")
+    return 0
+
+
+def _run_algorithms(args) -> int:
+    from impasto import images
+    from impasto.commands.optimize import config_from_args
+    from impasto.errors import ImpastoError
+    from impasto.training import explore
+
+    contents, styles = _photos(args.content), _photos(args.style)
+    if len(styles) == 1:
+        styles = styles * len(contents)
+    elif len(contents) == 1:
+        contents = contents * len(styles)
+    if len(contents) != len(styles):
+        raise ImpastoError(f"{len(contents)} content photos and {len(styles)} style images: give as many of each "
+                           "(they pair up in order), or one of either")
+    images.format_for(args.output)
+    args.iterations = args.iterations if args.iterations is not None else 150
+    args.size = args.size or 256
+    base = config_from_args(args)
+    log = (lambda s: None) if args.quiet else print
+    explore.compare_algorithms(
+        list(zip(contents, styles)), args.output, base, args.methods,
+        histogram_weight=args.hist_weight if args.hist_weight is not None else explore.HISTOGRAM_WEIGHT,
+        mrf_weight=args.mrf_column_weight if args.mrf_column_weight is not None else explore.MRF_WEIGHT,
+        models_folder=args.models, backend=args.backend, log=log)
+    print(f"wrote {args.output}")
+    return 0
