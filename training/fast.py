@@ -226,10 +226,34 @@ class FastStyleModule(pl.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(self._fmt(x))
 
+    @torch.no_grad()
+    def content_targets(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The photo's content features, from a VGG pass that stops at the deepest content
+        layer (relu2_2: a third of the FLOPs of the full pass to relu4_3)."""
+        vgg, want = self.loss_fn.vgg, set(self.loss_fn.content.layers)
+        h = vgg.preprocess(x).contiguous(memory_format=torch.channels_last)
+        out = {}
+        for name, module in vgg.body.named_children():
+            h = module(h)
+            if name in want:
+                out[name] = h
+                if len(out) == len(want):
+                    break
+        return out
+
     def compute_loss(self, x: torch.Tensor):
+        """(total, terms, stylised batch): the shared PerceptualLoss terms, as its forward
+        computes them, with the content targets from the truncated pass."""
+        lf = self.loss_fn
         y = self(x)
-        total, terms = self.loss_fn(y, content=self._fmt(x))
-        return total, terms, y
+        feats = lf.vgg(y)
+        terms: dict[str, torch.Tensor] = {"content": lf.content(feats, self.content_targets(self._fmt(x))),
+                                          "style": lf.style(feats)}
+        if lf.histogram is not None:
+            terms["histogram"] = lf.histogram(feats)
+        if lf.tv is not None:
+            terms["tv"] = lf.tv(y)
+        return sum(terms.values()), terms, y
 
     # -- Lightning hooks ----------------------------------------------------------------------
     def on_fit_start(self):
