@@ -40,11 +40,12 @@ def _cv2():
 
 def gray(image: np.ndarray) -> np.ndarray:
     """HxWx3 float 0..1 (or uint8) -> HxW uint8 luminance, the input the flow methods take."""
+    cv2 = _cv2()
+    if image.ndim == 3:
+        image = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
     if image.dtype != np.uint8:
-        image = (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-    if image.ndim == 2:
-        return image
-    return _cv2().cvtColor(np.ascontiguousarray(image), _cv2().COLOR_RGB2GRAY)
+        image = cv2.convertScaleAbs(image, alpha=255.0)  # rounds and saturates to 0..255
+    return image
 
 
 class FlowEstimator:
@@ -70,15 +71,20 @@ class FlowEstimator:
             return self.dis.calc(a, b, None)
         return _cv2().calcOpticalFlowFarneback(a, b, None, 0.5, 4, 15, 3, 5, 1.1, 0)
 
-    def _shrink(self, *frames: np.ndarray) -> tuple[list[np.ndarray], float]:
+    def prepare(self, frame: np.ndarray) -> np.ndarray:
+        """The frame as the flow method takes it: shrunk to the working size (before the gray
+        conversion, which is then cheap), grayscale uint8. Keep it to reuse for the next pair."""
         cv2 = _cv2()
-        grays = [gray(f) for f in frames]
-        h, w = grays[0].shape
-        if not (self.max_side and max(h, w) > self.max_side):
-            return grays, 1.0
-        scale = self.max_side / max(h, w)
-        size = (max(8, round(w * scale)), max(8, round(h * scale)))
-        return [cv2.resize(g, size, interpolation=cv2.INTER_AREA) for g in grays], scale
+        h, w = frame.shape[:2]
+        if self.max_side and max(h, w) > self.max_side:
+            scale = self.max_side / max(h, w)
+            size = (max(8, round(w * scale)), max(8, round(h * scale)))
+            frame = cv2.resize(np.ascontiguousarray(frame), size, interpolation=cv2.INTER_AREA)
+        return gray(frame)
+
+    def _shrink(self, *frames: np.ndarray) -> tuple[list[np.ndarray], float]:
+        grays = [self.prepare(f) for f in frames]
+        return grays, grays[0].shape[0] / frames[0].shape[0]
 
     @staticmethod
     def _grow(field: np.ndarray, h: int, w: int, is_flow: bool) -> np.ndarray:
@@ -101,8 +107,11 @@ class FlowEstimator:
     def pair(self, prev: np.ndarray, cur: np.ndarray) -> "FlowPair":
         """Backward flow of `cur` and its reliability (forward-backward check), both computed at
         the estimator's working size and scaled up to the frame's."""
-        h, w = cur.shape[:2]
-        (gp, gc), _ = self._shrink(prev, cur)
+        return self.pair_prepared(self.prepare(prev), self.prepare(cur), cur.shape[:2])
+
+    def pair_prepared(self, gp: np.ndarray, gc: np.ndarray, shape: tuple[int, int]) -> "FlowPair":
+        """`pair` on frames already through `prepare`; `shape` is the full frame's (h, w)."""
+        h, w = shape[:2]
         backward = self._calc(gc, gp)
         forward = self._calc(gp, gc)
         mask = reliability(backward, forward)

@@ -77,7 +77,8 @@ class TemporalSmoother:
         self.strength = strength
         self.estimator = estimator or flow.FlowEstimator(*SMOOTHING_FLOW)
         self.feather = feather
-        self.prev_in: Optional[np.ndarray] = None
+        self.prev_in: Optional[np.ndarray] = None    # the previous input, as the flow takes it
+        self.prev_shape: Optional[tuple] = None
         self.prev_out: Optional[np.ndarray] = None
         self.reliable: list[float] = []
 
@@ -88,16 +89,18 @@ class TemporalSmoother:
         from . import flow
         import cv2
         out = stylised
-        if self.prev_in is not None and self.strength > 0 and self.prev_in.shape == frame.shape:
-            pair = self.estimator.pair(self.prev_in, frame)
+        prepared = self.estimator.prepare(frame)
+        if self.prev_in is not None and self.strength > 0 and self.prev_shape == frame.shape:
+            pair = self.estimator.pair_prepared(self.prev_in, prepared, frame.shape)
             self.reliable.append(pair.reliable_fraction)
             mask = pair.mask
             if self.feather:
                 # Soft edges: a hard mask would print the occlusion outline into the frame.
                 mask = cv2.GaussianBlur(mask, (0, 0), self.feather / 2) * mask
             warped = flow.warp(self.prev_out, pair.flow)
-            out = stylised + (self.strength * mask)[..., None] * (warped - stylised)
-        self.prev_in, self.prev_out = frame, out
+            weight = cv2.merge([mask * self.strength] * 3)
+            out = cv2.add(stylised, cv2.multiply(weight, cv2.subtract(warped, stylised)))
+        self.prev_in, self.prev_shape, self.prev_out = prepared, frame.shape, out
         return out
 
 
