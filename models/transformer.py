@@ -26,6 +26,8 @@ class Architecture:
     # Speed levers for CPU inference (defaults = Johnson as published):
     padding: str = "reflect"  # "reflect" (Johnson) or "zeros" (inside the conv: no Pad ops, no layout copies)
     strides: tuple[int, int, int] = (1, 2, 2)  # of the three encoder convs (total must be 4)
+    subpixel_blur: bool = False    # a fixed 3x3 binomial blur after each pixel shuffle (Sugawara et
+    #                                al. 2018: removes the period-2 checkerboard sub-pixel convs make)
     subpixel_output: bool = False  # sub-pixel convs (conv to 4x the channels + pixel shuffle) for both
     #                                upsampling stages instead of nearest upsample + conv, the output
     #                                conv at half size; the encoder's strided convs separable too
@@ -39,7 +41,7 @@ ARCHITECTURES = {
     # convs (reflection pads and the layout copies around them cost more than the convs in
     # onnxruntime). About 1/20 of Johnson's FLOPs.
     "slim": Architecture(channels=(16, 32, 64), res_blocks=5, separable=True, edge_kernel=5,
-                         padding="zeros", strides=(2, 2, 1), subpixel_output=True),
+                         padding="zeros", strides=(2, 2, 1), subpixel_output=True, subpixel_blur=True),
 }
 
 
@@ -106,9 +108,10 @@ class TransformerNet(nn.Module):
             out = _conv(c2, 3 * 4, 3, separable=s, padding=pad)
             _icnr_(up[-1], 2)
             _icnr_(out[-1], 2)
+            blur = (lambda c: [Blur(c)]) if spec.subpixel_blur else (lambda c: [])
             self.decoder = nn.Sequential(
-                up, nn.PixelShuffle(2), _norm(c2), nn.ReLU(inplace=True),
-                out, nn.PixelShuffle(2))
+                up, nn.PixelShuffle(2), *blur(c2), _norm(c2), nn.ReLU(inplace=True),
+                out, nn.PixelShuffle(2), *blur(3))
         else:
             self.decoder = nn.Sequential(
                 UpsampleConv(c3, c2, s, pad), _norm(c2), nn.ReLU(inplace=True),
@@ -123,6 +126,18 @@ class TransformerNet(nn.Module):
     def describe(self) -> dict:
         return {"name": self.arch_name, **asdict(self.spec),
                 "parameters": sum(p.numel() for p in self.parameters())}
+
+
+class Blur(nn.Module):
+    """Fixed 3x3 binomial low-pass, per channel, edges replicated."""
+
+    def __init__(self, c: int):
+        super().__init__()
+        k = torch.tensor([1.0, 2.0, 1.0])
+        self.register_buffer("kernel", (k[:, None] * k[None, :] / 16).expand(c, 1, 3, 3).contiguous())
+
+    def forward(self, x):
+        return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), self.kernel.to(x.dtype), groups=x.shape[1])
 
 
 def _icnr_(conv: nn.Conv2d, scale: int) -> None:
