@@ -50,14 +50,10 @@ def synth_clip(path: Path, photo: np.ndarray, frames: int, width: int, height: i
 def random_model(arch: str, folder: Path) -> Path:
     import torch
 
+    from impasto.export.onnx_export import export_onnx
     from impasto.models.transformer import TransformerNet
     torch.manual_seed(0)
-    net = TransformerNet(arch).eval()
-    path = folder / f"random_{arch}.onnx"
-    torch.onnx.export(net, torch.rand(1, 3, 64, 64), str(path), input_names=["input"], output_names=["output"],
-                      dynamic_axes={"input": {0: "n", 2: "h", 3: "w"}, "output": {0: "n", 2: "h", 3: "w"}},
-                      opset_version=17, dynamo=False)
-    return path
+    return export_onnx(TransformerNet(arch), folder / f"random_{arch}.onnx", style=f"random_{arch}")
 
 
 def bench(model: Path, clip: Path, out_dir: Path, backend: str, strength: float, repeats: int) -> dict:

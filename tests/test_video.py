@@ -78,14 +78,11 @@ def clip(tmp_path_factory, photo):
 def model(tmp_path_factory):
     """A randomly initialised slim transformer exported to ONNX: a real network for onnxruntime."""
     import torch
+    from impasto.export.onnx_export import export_onnx
     from impasto.models.transformer import TransformerNet
     torch.manual_seed(0)
-    net = TransformerNet("slim").eval()
-    path = tmp_path_factory.mktemp("model") / "random_slim.onnx"
-    torch.onnx.export(net, torch.rand(1, 3, 64, 64), str(path), input_names=["input"], output_names=["output"],
-                      dynamic_axes={"input": {0: "n", 2: "h", 3: "w"}, "output": {0: "n", 2: "h", 3: "w"}},
-                      opset_version=17, dynamo=False)
-    return path
+    return export_onnx(TransformerNet("slim"), tmp_path_factory.mktemp("model") / "random_slim.onnx",
+                       style="random_slim")
 
 
 @pytest.fixture(scope="module")
