@@ -1,0 +1,115 @@
+"""The quality bar: how many L-BFGS iterations is a fast style network worth?
+
+    python bench/fast_vs_iterative.py runs/candy/checkpoints/best.ckpt [--photos 3] [--size 256]
+        [--iterations 150] [--card models/zoo/candy.json]
+
+On held-out photos (the first `holdout` photos of the training folder, which training never
+saw), evaluate the checkpoint's own objective (its VGG, layers and loss weights, style targets from
+its style image at its style size) on the fast network's output, then run L-BFGS on the pixels,
+started from the photo, on the same objective, and report the first iteration (one loss and
+gradient evaluation each) whose loss is at or below the fast network's. Johnson et al. report
+50-100 for GPU-trained models. Both sides run under the same precision (bf16 autocast by default,
+as training does). Writes a side-by-side PNG per photo: photo | fast | L-BFGS at the matching
+iteration | L-BFGS at the last iteration. With --card, merges the result into the model card.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("checkpoint")
+    ap.add_argument("--photos", type=int, default=3, help="how many held-out photos")
+    ap.add_argument("--size", type=int, default=256, help="shorter side and centre crop of each photo")
+    ap.add_argument("--iterations", type=int, default=150)
+    ap.add_argument("--precision", choices=("bf16", "fp32"), default="bf16")
+    ap.add_argument("--source", default=None, help="photo folder (default: the checkpoint's data.source)")
+    ap.add_argument("--out", default=None, help="folder for the side-by-side PNGs (default: next to the checkpoint)")
+    ap.add_argument("--card", default=None, help="merge the result into this model card JSON")
+    ap.add_argument("--threads", type=int, default=None)
+    a = ap.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+    from impasto import images
+    from impasto.models.tensors import to_array
+    from impasto.training.data import PhotoDataModule
+    from impasto.training.fast import build_perceptual_loss, load_fast_checkpoint, load_style_image, write_model_card
+    from impasto.training.optimize import optimize_pixels
+
+    net, meta = load_fast_checkpoint(a.checkpoint)
+    cfg = meta.get("config") or {}
+    model_cfg, data_cfg = cfg.get("model", {}), cfg.get("data", {})
+    source = a.source or data_cfg.get("source", str(REPO.parent / "shared" / "data" / "coco_sample"))
+    holdout = int(data_cfg.get("holdout", 8))
+    dm = PhotoDataModule(source, holdout=holdout, image_size=a.size, val_size=a.size, batch_size=1)
+    dm.setup()
+    n = min(a.photos, len(dm.val_set))
+    w = meta["loss_weights"]
+    loss = build_perceptual_loss(model_cfg.get("vgg_weights"), w["content"], w["style"], w["tv"], w["histogram"],
+                                 model_cfg.get("content_layers", ("relu2_2",)),
+                                 model_cfg.get("style_layers", ("relu1_2", "relu2_2", "relu3_3", "relu4_3")),
+                                 model_cfg.get("style_layer_weights"))
+    style = load_style_image(meta["style_image"], meta.get("style_size"))
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.precision == "bf16")
+    out_dir = Path(a.out) if a.out else Path(a.checkpoint).parent.parent / "fast_vs_iterative"
+    names = dm.holdout_paths()
+
+    print(f"{meta['style']} ({meta['arch']}, {meta['steps']} steps): {n} held-out photos at {a.size} px, "
+          f"L-BFGS up to {a.iterations} iterations, {a.precision}", flush=True)
+    matched, rows = [], []
+    for i in range(n):
+        photo = dm.val_set[i]["image"][None]
+        loss.set_targets(content=photo, styles=[style])
+        with torch.no_grad(), autocast:
+            fast = net(photo).float()
+            fast_total, fast_terms = loss(fast)
+        fast_total = float(fast_total)
+        t = time.perf_counter()
+        snaps = {}
+        res = optimize_pixels(lambda x: loss(x), photo, a.iterations, "lbfgs", precision=a.precision,
+                              on_step=lambda k, x, row: snaps.__setitem__(k, x.detach().clone())
+                              if row["total"] <= fast_total and not snaps else None)
+        lbfgs_s = time.perf_counter() - t
+        totals = [h["total"] for h in res.history]
+        hit = next((k + 1 for k, v in enumerate(totals) if v <= fast_total), None)
+        photo_loss = totals[0]
+        matched.append(hit if hit is not None else float("inf"))
+        rows.append({"photo": Path(names[i]).name, "fast_loss": round(fast_total, 2),
+                     "fast_terms": {k: round(float(v), 2) for k, v in fast_terms.items()},
+                     "photo_loss": round(photo_loss, 2), "lbfgs_final_loss": round(totals[-1], 2),
+                     "lbfgs_iterations_matched": hit, "lbfgs_s_per_iteration": round(lbfgs_s / len(totals), 3)})
+        print(f"  {Path(names[i]).name}: fast {fast_total:.1f} | photo itself {photo_loss:.1f} | L-BFGS "
+              f"{totals[-1]:.1f} after {len(totals)} -> fast model = {hit if hit else f'>{len(totals)}'} "
+              f"iterations ({lbfgs_s / len(totals):.2f} s each)", flush=True)
+        strip = [photo, fast, snaps.get(hit, torch.from_numpy(res.image).permute(2, 0, 1)[None])
+                 if hit else photo, torch.from_numpy(res.image).permute(2, 0, 1)[None]]
+        images.save(to_array(torch.cat([s.float().clamp(0, 1) for s in strip], dim=3)),
+                    out_dir / f"{meta['style']}_{Path(names[i]).stem}.png")
+    med = statistics.median(matched)
+    summary = {"lbfgs_iterations_matched_median": med if med != float("inf") else None,
+               "photos": rows, "size": a.size, "precision": a.precision,
+               "note": "L-BFGS on pixels from the photo, same objective; iterations = loss evaluations"}
+    print(f"median: the fast model is worth {med} L-BFGS iterations (Johnson et al.: 50-100)")
+    if a.card:
+        write_model_card({"quality": {"fast_vs_iterative": summary}}, a.card)
+        print(f"merged into {a.card}")
+    print(json.dumps(summary["photos"][0]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
