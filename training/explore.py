@@ -36,9 +36,9 @@ from impasto.errors import ImpastoError
 
 # Defaults (see the module docstring and docs/compare.md for how they were chosen).
 RATIO_ROWS = (1e-5, 1e-4, 1e-3)          # style/content weight ratio; the project default is 1e-4
-TV_COLUMNS = (0.0, 10.0, 100.0)          # this project's mean-normalised TV on 0..1 pixels
-HISTOGRAM_WEIGHT = 1e-3                  # Gatys + histogram column
-MRF_WEIGHT = 1e-3                        # MRF column (Gram style loss off)
+TV_COLUMNS = (0.0, 100.0, 1000.0)       # this project's mean-normalised TV on 0..1 pixels
+HISTOGRAM_WEIGHT = 0.5                   # Gatys + histogram column (its term ~ the Gram term on the photo)
+MRF_WEIGHT = 1.0                         # MRF column (Gram style loss off)
 MAX_CELLS = 49
 
 ALIASES = {"ratio": "ratio", "style_content_ratio": "ratio", "tv": "tv_weight", "histogram": "histogram_weight",

@@ -55,7 +55,10 @@ def loss_plot(photo: dict, models: Sequence[str], path: Path, precision: str) ->
     curve = photo["curve"]
     it = np.arange(len(curve))
     fig, ax = plt.subplots(figsize=(7.5, 4.2), dpi=110)
-    ax.plot(it, [r["total"] for r in curve], color="#1f4e9c", lw=2, label="iterative (L-BFGS): total")
+    totals = [r["total"] for r in curve]
+    ax.plot(it, totals, color="#1f4e9c", lw=2, label="iterative (L-BFGS): total")
+    if any(b > a for a, b in zip(totals, totals[1:])):  # L-BFGS without line search is not monotone
+        ax.plot(it, np.minimum.accumulate(totals), color="#000", lw=.8, alpha=.6, label="iterative: best so far")
     for term, style in (("content", ":"), ("style", "--"), ("tv", "-.")):
         if term in curve[0]:
             ax.plot(it, [max(r[term], 1e-12) for r in curve], color="#1f4e9c", lw=1, ls=style, alpha=.6,
