@@ -167,6 +167,10 @@ class OpenVinoEngine(Engine):
         self._seen: dict[tuple, int] = {}
         self._lock = threading.Lock()
         self._compiling: set = set()
+        # One tiny inference now, in one thread: OpenVINO's Python binding initialises numpy's C
+        # API lazily on first tensor access, and two threads doing that first access at once
+        # deadlock inside pybind11 (seen here: both stuck in gil_safe_call_once_and_store).
+        self._run(self._pool, np.zeros((1, 3, 8, 8), np.float32))
 
     def _make_pool(self, compiled) -> queue.Queue:
         pool: queue.Queue = queue.Queue()
@@ -201,7 +205,10 @@ class OpenVinoEngine(Engine):
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(x, dtype=np.float32)
-        pool = self._pool_for(tuple(x.shape))
+        return self._run(self._pool_for(tuple(x.shape)), x)
+
+    @staticmethod
+    def _run(pool: queue.Queue, x: np.ndarray) -> np.ndarray:
         req = pool.get()
         try:
             res = req.infer({0: x})

@@ -212,3 +212,31 @@ def test_openvino_backend_matches_onnxruntime(style_models, data):
     assert len(fp32._static) == 1
     bf16 = run_network(OpenVinoEngine(style_models / "alpha.onnx", "bf16"), photo)
     assert np.abs(bf16 - ref).mean() < 3 / 255
+
+
+def test_openvino_engine_from_many_threads(style_models):
+    """Threads calling one engine with mixed sizes (static compilations, LRU eviction) all finish
+    with the right answers (a lazy numpy-API initialisation in OpenVINO's binding used to deadlock)."""
+    pytest.importorskip("openvino", reason="the openvino extra is not installed")
+    import threading
+
+    from impasto.serve.runtime import OpenVinoEngine, OrtEngine
+    ov = OpenVinoEngine(style_models / "beta.onnx", "fp32", static_shapes=2)
+    ort = OrtEngine(style_models / "beta.onnx")
+    rng = np.random.default_rng(1)
+    xs = [rng.random((1, 3, h, w), dtype=np.float32) for h, w in ((32, 32), (32, 48), (48, 32), (64, 32))]
+    refs = [ort(x) for x in xs]
+    errors: list = []
+
+    def work(i):
+        for k in range(8):
+            j = (i + k) % len(xs)
+            if np.abs(ov(xs[j]) - refs[j]).max() > 1e-4:
+                errors.append(j)
+    threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not any(t.is_alive() for t in threads), "an OpenVINO call hung"
+    assert not errors and len(ov._static) <= 2
