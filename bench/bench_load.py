@@ -18,7 +18,6 @@ import io
 import os
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
