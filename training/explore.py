@@ -148,7 +148,10 @@ def _figure(cells: list[list[Optional[np.ndarray]]], row_labels: Sequence[str], 
             captions: list[list[str]], title: str, path: Path, thumb: float = 2.2) -> Path:
     plt = _pyplot()
     nr, nc = len(cells), len(cells[0])
-    fig, axes = plt.subplots(nr, nc, figsize=(thumb * nc + 0.9, thumb * nr * 0.95 + 0.7), squeeze=False, dpi=100)
+    shown = [im for row in cells for im in row if im is not None]
+    aspect = float(np.mean([im.shape[0] / im.shape[1] for im in shown])) if shown else 1.0
+    fig, axes = plt.subplots(nr, nc, figsize=(thumb * nc + 0.9, (thumb * aspect + 0.55) * nr + 0.6), squeeze=False,
+                             dpi=100)
     for r in range(nr):
         for c in range(nc):
             ax = axes[r][c]

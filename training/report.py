@@ -96,7 +96,8 @@ def grid_figure(data: dict, out: Path, path: Path, thumb: float = 1.9) -> Path:
     cols = ["content"] + [f"fast:{m}" for m in data["models"]]
     shots = sorted({n for p in photos for n in p["snapshots"]})
     cols += [f"iter:{n}" for n in shots]
-    fig, axes = plt.subplots(len(photos), len(cols), figsize=(thumb * len(cols), thumb * len(photos) * 0.9 + .3),
+    aspect = float(np.mean([p["height"] / p["width"] for p in photos]))
+    fig, axes = plt.subplots(len(photos), len(cols), figsize=(thumb * len(cols), (thumb * aspect + .45) * len(photos)),
                              squeeze=False, dpi=100)
     for r, p in enumerate(photos):
         for c, key in enumerate(cols):
@@ -185,7 +186,8 @@ def write_report(data: dict, out: Path) -> Path:
              f"<style>{CSS}</style></head><body>",
              f"<h1>{_e(data['title'])}</h1>",
              f"<p class=note>{_e(data['created'])} &middot; {len(data['photos'])} photo(s) at {data['options']['size']} px "
-             f"(longest side) &middot; machine: {_e(data['machine'])}</p>"]
+             f"(longest side) &middot; {_e(_machine_text(data['machine']))} &middot; L-BFGS step "
+             f"{data['options']['lr']}, {_e(prec)}</p>"]
 
     # summary
     parts.append("<h2>Summary</h2><table><tr><th class=l>photo</th>"
@@ -213,7 +215,8 @@ def write_report(data: dict, out: Path) -> Path:
     # objective
     parts.append("<h2>Objective</h2><p>The one the fast model was trained with, rebuilt from its model card "
                  f"(<code>{_e(data['model']['file'])}</code>):</p><table>"
-                 + "".join(f"<tr><th class=l>{_e(k)}</th><td class=l>{_e(v)}</td></tr>" for k, v in obj.items())
+                 + "".join(f"<tr><th class=l>{_e(k)}</th><td class=l>{_e(_value_text(v))}</td></tr>"
+                           for k, v in obj.items())
                  + "</table>")
     if data["model"].get("card"):
         parts.append("<p class=note>Model: " + ", ".join(f"{_e(k)} {_e(v)}" for k, v in data["model"]["card"].items())
@@ -255,6 +258,20 @@ def write_report(data: dict, out: Path) -> Path:
     page = out / "index.html"
     page.write_text("\n".join(parts))
     return page
+
+
+def _value_text(v) -> str:
+    if isinstance(v, (list, tuple)):
+        return ", ".join(str(x) for x in v)
+    return "-" if v is None else str(v)
+
+
+def _machine_text(m: dict) -> str:
+    load = m.get("load_average")
+    text = f"{m.get('cpu')}, {m.get('cores')} cores, torch {m.get('torch')} with {m.get('torch_threads')} threads"
+    if load:
+        text += f", load average {load[0]} at the end (timings on a busy machine run slow)"
+    return text
 
 
 def finite(x) -> bool:
