@@ -84,6 +84,8 @@ def register(sub) -> None:
     add_objective_arguments(p)
     from impasto.serve.video import add_video_arguments
     add_video_arguments(p, iterative=True)
+    from impasto.commands.semantic import add_semantic_arguments  # maps, masks, patch, doodle, MRF rules
+    add_semantic_arguments(p)
     p.set_defaults(run=run)
 
 
@@ -92,6 +94,10 @@ def run(args) -> int:
 
     from impasto import images
     from impasto.training.optimize import stylize
+    from impasto.commands.semantic import maybe_run
+    code = maybe_run(args)  # a semantic option is set: the semantic runner does the work
+    if code is not None:
+        return code
     from impasto.video import is_video
     if is_video(args.content):
         from impasto.training.video import run_optimize

@@ -1,0 +1,136 @@
+"""Semantic options of `impasto optimize` (not a subcommand of its own): where which style goes.
+
+`add_semantic_arguments(p)` adds the option group to the optimize parser; `maybe_run(args)` runs
+the semantic modes when one of these options is set and returns the exit code, else None (the
+plain optimize goes on).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+SEMANTIC_EPILOG = """\
+semantic modes (maps are colour-coded PNG/JPEG images, one flat colour per region):
+  region:  impasto optimize --content photo.jpg --content-map photo_sem.png \\
+             --style painting.jpg --style-map painting_sem.png -o out.png
+  hard mask, style only the water, the rest stays the photo:
+           impasto optimize ... --labels '#0000ff' --keep-outside -o out.png
+  two masks, two styles:
+           impasto optimize --content c.jpg --mask m1.png --mask m2.png --style a.jpg --style b.jpg -o out.png
+  soft (gradient) masks: add --semantic-mode soft (grey mask values weigh the styles; --mask-blur PX
+           feathers the edges of map regions)
+  patch:   --semantic-mode patch (each tile of the photo takes the style of the best-matching patch)
+  doodle to painting (no --content; the map is the picture to paint):
+           impasto optimize --content-map doodle_sem.png --style Monet.jpg --style-map Monet_sem.png \\
+             --preset configs/iterative/doodle.yaml -o painting.png
+  MRF matching rule in any mode: --mrf-weight 1 --mrf-matching nearest|bidirectional|contiguity"""
+
+# options whose presence switches `impasto optimize` to the semantic runner
+_TRIGGERS = ("content_map", "style_map", "mask", "semantic_mode", "mrf_matching", "preset")
+
+
+def add_semantic_arguments(p: argparse.ArgumentParser) -> None:
+    from impasto.models.semantic_losses import MATCHING_RULES
+
+    for action in p._actions:  # a doodle has no content photo: --content becomes optional here
+        if action.dest == "content":
+            action.required = False
+            action.help = "the photo to paint (leave out to paint a doodle: --content-map alone)"
+    p.epilog = (p.epilog or "") + "\n\n" + SEMANTIC_EPILOG
+    g = p.add_argument_group("semantic (where which style goes; see docs/semantic.md)")
+    g.add_argument("--preset", metavar="YAML", help="options from a preset file, e.g. configs/iterative/doodle.yaml "
+                   "(options given on the command line win)")
+    g.add_argument("--content-map", metavar="PATH", help="colour-coded map of the content (or the doodle)")
+    g.add_argument("--style-map", action="append", metavar="PATH", help="map of a style image (one per --style)")
+    g.add_argument("--mask", action="append", metavar="PATH",
+                   help="grey mask on the content, white = styled; mask i takes --style i")
+    g.add_argument("--semantic-mode", choices=["region", "soft", "patch", "doodle"],
+                   help="region (hard masks, default), soft (gradient masks), patch, doodle (default without --content)")
+    g.add_argument("--keep-outside", action="store_true", default=None,
+                   help="hard mask: pixels outside the styled regions stay exactly the content")
+    g.add_argument("--labels", nargs="+", metavar="COLOUR", help="style only these map colours (#rrggbb)")
+    g.add_argument("--unmatched", choices=["global", "skip", "error"],
+                   help="a content label with no style region: whole-style statistics (default), content only, or error")
+    g.add_argument("--mask-threshold", type=float, help="hard region from a grey mask: value above this (0.5)")
+    g.add_argument("--mask-blur", type=float, help="soft mode from maps: blur region edges by this many px")
+    g.add_argument("--mrf-matching", choices=list(MATCHING_RULES), help="MRF patch matching rule (nearest)")
+    g.add_argument("--mrf-layers", nargs="+", metavar="LAYER", help="MRF layers (relu3_1 relu4_1)")
+    g.add_argument("--semantic-weight", type=float, help="weight of the map channels in MRF matching (10)")
+    g.add_argument("--contiguity", type=float, help="bonus for coherent matches with --mrf-matching contiguity (0.3)")
+    g.add_argument("--patch-grid", type=int, help="patch mode: tiles per side (3)")
+    g.add_argument("--patch-overlap", type=float, help="patch mode: overlap of tiles, fraction of a step (0.5)")
+    p.set_defaults(_optimize_parser=p)
+
+
+def requested(args) -> bool:
+    return any(getattr(args, n, None) not in (None, False, []) for n in _TRIGGERS)
+
+
+def apply_preset(args, parser: argparse.ArgumentParser) -> None:
+    """Preset values (YAML keys = option names with - or _) fill the options left at their default."""
+    import yaml
+
+    from impasto.errors import ImpastoError
+
+    try:
+        with open(args.preset) as f:
+            preset = yaml.safe_load(f) or {}
+    except OSError as exc:
+        raise ImpastoError(f"{args.preset}: cannot read preset ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        raise ImpastoError(f"{args.preset}: not valid YAML ({exc})") from None
+    if not isinstance(preset, dict):
+        raise ImpastoError(f"{args.preset}: a preset is a mapping of option: value")
+    for key, value in preset.items():
+        dest = str(key).replace("-", "_")
+        if not hasattr(args, dest) or dest in ("content", "style", "output", "preset"):
+            raise ImpastoError(f"{args.preset}: unknown option {key!r}")
+        if getattr(args, dest) == parser.get_default(dest):
+            setattr(args, dest, value)
+
+
+def maybe_run(args):
+    """Exit code of the semantic run, or None when no semantic option is set."""
+    from impasto.errors import ImpastoError
+
+    if not requested(args):
+        if not args.content:
+            raise ImpastoError("--content is required (or --content-map alone, to paint a doodle)")
+        return None
+    if args.preset:
+        apply_preset(args, args._optimize_parser)
+    return run(args)
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    from impasto import images
+    from impasto.commands.optimize import config_from_args
+    from impasto.training.semantic import SemanticConfig, load_inputs, stylize_semantic
+
+    images.format_for(args.output)
+    if args.snapshot_every and not args.snapshot_dir:
+        args.snapshot_dir = str(Path(args.output).with_suffix("")) + "_snapshots"
+    if not args.content and args.init == "content":
+        args.init = "noise"
+    config = config_from_args(args)
+    if args.mrf_layers:
+        config.mrf_layers = tuple(args.mrf_layers)
+    mode = args.semantic_mode or ("doodle" if not args.content else "region")
+    extra = {k: getattr(args, k) for k in ("keep_outside", "unmatched", "mask_threshold", "mask_blur",
+                                          "mrf_matching", "semantic_weight", "contiguity", "patch_grid",
+                                          "patch_overlap") if getattr(args, k) is not None}
+    if args.labels:
+        extra["labels"] = tuple(args.labels)
+    scfg = SemanticConfig(mode=mode, **extra)
+    inputs = load_inputs(args.content, args.style, args.content_map, args.style_map or (), args.mask or ())
+    result = stylize_semantic(inputs, config, scfg, progress=not args.quiet)
+    images.save(result.image, args.output)
+    last = result.history[-1] if result.history else {}
+    terms = " ".join(f"{k}={v:.4g}" for k, v in last.items() if k not in ("seconds", "scale"))
+    if result.interrupted:
+        print(f"stopped after {result.iterations} iterations; wrote {args.output}. Resume with --init {args.output}")
+        return 130
+    print(f"wrote {args.output} ({mode}, {result.iterations} iterations, {result.seconds:.1f} s; {terms})")
+    return 0
