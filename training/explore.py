@@ -168,8 +168,13 @@ def _figure(cells: list[list[Optional[np.ndarray]]], row_labels: Sequence[str], 
                 ax.set_title(col_labels[c], fontsize=9, fontweight="bold")
             if c == 0:
                 ax.set_ylabel(row_labels[r], fontsize=9, fontweight="bold")
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 0.97), pad=0.4)
+    import textwrap
+    width_in = fig.get_size_inches()[0]
+    wrapped = textwrap.fill(title, max(40, int(width_in * 13)))
+    lines = wrapped.count("\n") + 1
+    fig.suptitle(wrapped, fontsize=8.5)
+    top = 1 - (0.18 * lines + 0.1) / fig.get_size_inches()[1]
+    fig.tight_layout(rect=(0, 0, 1, top), pad=0.4)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     plt.close(fig)
