@@ -18,7 +18,10 @@ model card (<model>.json, written by `impasto train`/`impasto export`); the styl
 up where the training config says (relative to where you run this), else pass --style-image.
 The iterative runs use L-BFGS from the photo; "worth N iterations" is the first iteration whose
 loss is at most the fast model's. Speed-table figures for sizes other than --size are
-extrapolated from --speed-measure timed iterations (the report marks them)."""
+extrapolated from --speed-measure timed iterations (the report marks them).
+Defaults: --size 512 and --iterations 500 for the report; --size 256 and --iterations 150 per cell
+with --algorithms. The objective options below apply to --algorithms only (the report always
+uses the fast model's own training objective); --lr is the L-BFGS step (0.5 for the report)."""
 
 
 def _ints(text: str) -> list[int]:

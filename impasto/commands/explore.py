@@ -9,7 +9,7 @@ import argparse
 EPILOG = """\
 examples:
   impasto explore --content photo.jpg --style starry_night.jpg -o grid.png
-  impasto explore --content photo.jpg --style s.jpg --rows histogram_weight=0,1e-3,5e-3 --cols intensity=0.5,1,2 -o g.png
+  impasto explore --content photo.jpg --style s.jpg --rows histogram_weight=0,0.5,2 --cols intensity=0.5,1,2 -o g.png
   impasto explore --content photo.jpg --style s.jpg --cols style_layers=relu1_1+relu2_1,relu3_1+relu4_1+relu5_1 -o g.png
 
 A sweep is NAME=V1,V2,...; NAME is any iterative option (content_weight, style_weight, tv_weight,
@@ -28,7 +28,7 @@ def register(sub) -> None:
     p.add_argument("--style", required=True, help="the style image")
     p.add_argument("-o", "--output", required=True, help="the figure (.png)")
     p.add_argument("--rows", metavar="NAME=V1,V2,...", help="option swept down the rows (default: ratio=1e-5,1e-4,1e-3)")
-    p.add_argument("--cols", metavar="NAME=V1,V2,...", help="option swept across the columns (default: tv_weight=0,10,100)")
+    p.add_argument("--cols", metavar="NAME=V1,V2,...", help="option swept across the columns (default: tv_weight=0,100,1000)")
     p.add_argument("--quiet", action="store_true", help="no per-cell progress lines")
     add_run_arguments(p)
     add_objective_arguments(p)
