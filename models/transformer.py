@@ -9,6 +9,7 @@ size; callers that care about borders reflect-pad to a multiple of 4 first (serv
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +26,9 @@ class Architecture:
     edge_kernel: int = 9      # kernel of the first and last convolution
     # Speed levers for CPU inference (defaults = Johnson as published):
     padding: str = "reflect"  # "reflect" (Johnson) or "zeros" (inside the conv: no Pad ops, no layout copies)
+    stem_padding: Optional[str] = None  # padding of the first conv only (default: `padding`); the
+    #                                     3-channel input is cheap to reflect, and zeros there make a
+    #                                     black frame that the style loss learns to paint on
     strides: tuple[int, int, int] = (1, 2, 2)  # of the three encoder convs (total must be 4)
     subpixel_blur: bool = False    # a fixed 3x3 binomial blur after each pixel shuffle (Sugawara et
     #                                al. 2018: removes the period-2 checkerboard sub-pixel convs make)
@@ -41,7 +45,8 @@ ARCHITECTURES = {
     # convs (reflection pads and the layout copies around them cost more than the convs in
     # onnxruntime). About 1/20 of Johnson's FLOPs.
     "slim": Architecture(channels=(16, 32, 64), res_blocks=5, separable=True, edge_kernel=5,
-                         padding="zeros", strides=(2, 2, 1), subpixel_output=True, subpixel_blur=True),
+                         padding="zeros", stem_padding="reflect", strides=(2, 2, 1), subpixel_output=True,
+                         subpixel_blur=True),
 }
 
 
@@ -99,7 +104,7 @@ class TransformerNet(nn.Module):
         if s1 * s2 * s3 != 4:
             raise ImpastoError(f"encoder strides {spec.strides} must downsample by 4 in total")
         self.encoder = nn.Sequential(
-            _conv(3, c1, k, s1, padding=pad), _norm(c1), nn.ReLU(inplace=True),
+            _conv(3, c1, k, s1, padding=spec.stem_padding or pad), _norm(c1), nn.ReLU(inplace=True),
             _conv(c1, c2, 3, s2, separable=sub, padding=pad), _norm(c2), nn.ReLU(inplace=True),
             _conv(c2, c3, 3, s3, separable=sub, padding=pad), _norm(c3), nn.ReLU(inplace=True))
         self.residuals = nn.Sequential(*[ResidualBlock(c3, s, pad) for _ in range(spec.res_blocks)])
