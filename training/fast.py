@@ -178,7 +178,7 @@ class FastStyleModule(pl.LightningModule):
     """
 
     def __init__(self, style_image: str, style_name: Optional[str] = None, arch: str = "slim",
-                 style_size: Optional[int] = 256, content_weight: float = 1.0, style_weight: float = 5.0,
+                 style_size: Optional[int] = 256, content_weight: float = 1.0, style_weight: float = 1.5,
                  tv_weight: float = 0.0, histogram_weight: float = 0.0,
                  content_layers: Sequence[str] = JOHNSON_CONTENT, style_layers: Sequence[str] = JOHNSON_STYLE,
                  style_layer_weights: Optional[Sequence[float]] = None, vgg_weights: Optional[str] = None,
