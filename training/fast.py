@@ -116,6 +116,10 @@ def card_from_meta(meta: dict) -> dict:
     card = {k: meta[k] for k in keys if k in meta}
     if "style_image" in card:
         card["style_image"] = Path(card["style_image"]).name
+    if card.get("vgg"):   # a file name, never a machine's absolute path
+        card["vgg"] = Path(str(card["vgg"])).name
+    if meta.get("checkpoint") and not Path(meta["checkpoint"]).is_absolute():
+        card["training_checkpoint"] = meta["checkpoint"]
     return card
 
 
