@@ -4,8 +4,8 @@
   normalised by the sum of its mask (per-region normalisation: a small region's style is as
   strong as a large one's). A custom autograd function keeps memory at one chunk of masked
   features instead of K full copies.
-- `hard_region_grams`: the same for a partition into labels, computed on each region's own
-  pixels (a gather, no multiplication by zeros): its cost is one full-image Gram whatever K is.
+- `hard_region_grams`: the same for a partition into regions, computed on each region's own
+  cells (a gather, no multiplication by zeros): its cost is about one full-image Gram whatever K.
 - `RegionStyleLoss`: per-region Gram loss on chosen layers, hard or soft.
 - `SemanticMRFLoss` (Li & Wand 2016; Champandard 2016): patch matching on features with the
   semantic map concatenated as extra channels, three matching rules: nearest, bidirectional
@@ -86,30 +86,25 @@ def masked_grams_plain(features: torch.Tensor, masks: torch.Tensor, eps: float =
     return torch.stack(out)
 
 
-def hard_region_grams(features: torch.Tensor, labels: torch.Tensor, num_labels: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(1, C, H, W) features and (H, W) integer labels -> ((K, C, C) Grams, (K,) pixel counts).
-
-    Each Gram uses only its region's pixels (gathered), divided by their count; an empty region
-    gives a zero Gram and count 0.
-    """
+def hard_region_grams(features: torch.Tensor, masks: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """The same Grams as `masked_grams` for the masks of a partition (hard regions brought to a
+    layer's resolution: 1 inside, 0 outside, fractions only in the cells along region edges),
+    computed on each region's own cells (gathered), not by multiplying the image by zeros: the
+    cost is about one full-image Gram whatever the number of regions. (K, C, C)."""
     c = features.shape[1]
     f = _fp32(features).reshape(c, -1)
-    lab = labels.reshape(-1)
-    order = torch.argsort(lab, stable=True)
-    counts = torch.bincount(lab, minlength=num_labels)
-    fs = f[:, order]
+    m = masks.reshape(masks.shape[0], -1).to(f.dtype)
     out = []
-    start = 0
     with torch.autocast("cpu", enabled=False):
-        for k in range(num_labels):
-            n = int(counts[k])
-            if n == 0:
+        for mk in m:
+            idx = torch.nonzero(mk > 0).squeeze(1)
+            if idx.numel() == 0:
                 out.append(f.new_zeros(c, c))
-            else:
-                part = fs[:, start:start + n]
-                out.append(part @ part.t() / n)
-            start += n
-    return torch.stack(out), counts
+                continue
+            part = f.index_select(1, idx)
+            w = mk.index_select(0, idx)
+            out.append((part * w) @ part.t() / w.sum().clamp_min(eps))
+    return torch.stack(out)
 
 
 # ----------------------------------------------------------------------------- region style loss
@@ -136,22 +131,19 @@ class RegionStyleLoss(nn.Module):
 
     def set_targets(self, targets: dict[str, torch.Tensor], guides: dict[str, torch.Tensor],
                     region_weights: Optional[torch.Tensor] = None) -> None:
-        """targets: {layer: (K, C, C)}; guides: {layer: (h, w) long labels} for hard mode or
-        {layer: (K, h, w) masks} for soft mode, at each layer's resolution."""
+        """targets: {layer: (K, C, C)}; guides: {layer: (K, h, w)} masks at each layer's resolution
+        (`models.semantic.layer_masks`): a partition's one-hot masks (hard) or any 0..1 masks."""
         self.targets = {n: targets[n].detach().float() for n in self.layers}
-        self.guides = {n: guides[n].detach() for n in self.layers}
+        self.guides = {n: guides[n].detach().float() for n in self.layers}
         for n in self.layers:
             k = self.targets[n].shape[0]
             rw = region_weights.float() if region_weights is not None else torch.ones(k)
-            g = self.guides[n]
-            size = torch.bincount(g.reshape(-1), minlength=k).float() if self.mode == "hard" \
-                else g.reshape(k, -1).float().sum(1)
+            size = self.guides[n].reshape(k, -1).sum(1)
             self.region_weights[n] = rw * size.clamp(max=1.0)  # < 1 cell: fade out
 
     def region_grams(self, feats: dict[str, torch.Tensor], layer: str) -> torch.Tensor:
-        k = self.targets[layer].shape[0]
         if self.mode == "hard":
-            return hard_region_grams(feats[layer], self.guides[layer], k)[0]
+            return hard_region_grams(feats[layer], self.guides[layer])
         return masked_grams(feats[layer], self.guides[layer], self.chunk)
 
     def forward(self, feats: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from impasto import images
 from impasto.errors import ImpastoError
 from impasto.models.losses import ContentLoss, TVLoss, _fp32
-from impasto.models.semantic import (LabelMatch, SemanticMap, SemanticWarning, hard_layer_labels, layer_masks,
+from impasto.models.semantic import (LabelMatch, SemanticMap, SemanticWarning, layer_masks,
                                      load_map, mask_from_image, match_labels, resize_labels)
 from impasto.models.semantic_losses import (MATCHING_RULES, RegionStyleLoss, SemanticMRFLoss, masked_grams)
 from impasto.models.tensors import to_array, to_tensor
@@ -220,21 +220,37 @@ def _snapshot(config: OptimizeConfig, i: int, n: int):
     return save
 
 
-def _initial(config: OptimizeConfig, inputs: SemanticInputs, size: tuple[int, int]) -> np.ndarray:
+def region_colours(inputs: SemanticInputs, regions: Regions) -> np.ndarray:
+    """(H, W, 3): each output region painted with the mean colour of the style regions it takes
+    from (the palette of the painting laid out on the doodle)."""
+    means = []
+    for targets in regions.targets:
+        cols = []
+        for s, j in targets:
+            img, smap = inputs.styles[s], inputs.style_maps[s]
+            inside = img.reshape(-1, 3) if (j is None or smap is None) else img[smap.labels == j]
+            cols.append(inside.mean(0) if len(inside) else img.reshape(-1, 3).mean(0))
+        means.append(np.mean(cols, 0))
+    means = np.array(means + [np.mean([s.reshape(-1, 3).mean(0) for s in inputs.styles], 0)], dtype=np.float32)
+    return means[np.where(regions.labels >= 0, regions.labels, len(regions.targets))]
+
+
+def _initial(config: OptimizeConfig, inputs: SemanticInputs, size: tuple[int, int],
+             match: Optional[LabelMatch], scfg: SemanticConfig) -> np.ndarray:
     w, h = size
-    init = config.init if inputs.content is not None else ("noise" if config.init == "content" else config.init)
-    if init == "content":
+    rng = np.random.default_rng(config.seed)
+    if inputs.content is None and config.init in ("noise", "content"):
+        # doodle: noise around each region's style colour, so the coarse phase spends its
+        # iterations on texture and layout, not on finding the palette
+        base = region_colours(inputs, plan_regions(inputs, scfg, size, match))
+        return np.clip(base + rng.uniform(-0.15, 0.15, (h, w, 3)), 0, 1).astype(np.float32)
+    if config.init == "content":
         return images.resize_to(inputs.content, size)
-    if init == "style":
+    if config.init == "style":
         return images.resize_to(inputs.styles[0], size)
-    if init == "noise":
-        rng = np.random.default_rng(config.seed)
-        if inputs.content is None:
-            # doodle: noise around the mean colour of each label's style region, so the coarse
-            # phase starts from the right palette (noise alone wastes the first phase on colour)
-            return rng.uniform(0, 1, (h, w, 3)).astype(np.float32) * 0.5 + 0.25
+    if config.init == "noise":
         return rng.uniform(0, 1, (h, w, 3)).astype(np.float32)
-    return images.resize_to(images.load(init), size)
+    return images.resize_to(images.load(config.init), size)
 
 
 def stylize_semantic(inputs: SemanticInputs, config: OptimizeConfig, scfg: SemanticConfig,
@@ -261,7 +277,7 @@ def stylize_semantic(inputs: SemanticInputs, config: OptimizeConfig, scfg: Seman
             objective, finish = _patch_objective(inputs, config, scfg, sc.size, match, weights)
         else:
             objective, finish = _region_objective(inputs, config, scfg, sc.size, match, weights, mode)
-        init = _initial(config, inputs, sc.size) if result is None else images.resize_to(result.image, sc.size)
+        init = _initial(config, inputs, sc.size, match, scfg) if result is None else images.resize_to(result.image, sc.size)
         bar = Progress(config.iterations, f"{mode} {sc.side}px", progress)
         saver = _snapshot(config, i, len(scales))
 
@@ -328,16 +344,8 @@ def _region_objective(inputs: SemanticInputs, config: OptimizeConfig, scfg: Sema
         region_loss = RegionStyleLoss(style_layers, c.style_weight * c.intensity ** 0, lw, "soft" if soft else "hard", scfg.chunk)
         if c.intensity != 1.0:
             tg = {n: t * c.intensity for n, t in tg.items()}
-        r = regions.count
-        if soft:
-            guides = layer_masks(torch.from_numpy(regions.masks)[None], style_layers, arch)
-            guides = {n: g[0] for n, g in guides.items()}
-            region_loss.set_targets(tg, guides)
-        else:
-            lab = torch.from_numpy(np.where(regions.labels >= 0, regions.labels, r))
-            guides = hard_layer_labels(lab, r + 1, style_layers, arch)
-            tg = {n: torch.cat([t, torch.zeros_like(t[:1])]) for n, t in tg.items()}   # region r: unstyled
-            region_loss.set_targets(tg, guides, torch.cat([torch.ones(r), torch.zeros(1)]))
+        guides = layer_masks(torch.from_numpy(regions.masks)[None], style_layers, arch)
+        region_loss.set_targets(tg, {n: g[0] for n, g in guides.items()})
 
     mrf = None
     if use_mrf:
