@@ -119,11 +119,20 @@ def stl_runners(path: Path, threads: int) -> list[Runner]:
         core = ov.Core()
         precisions = ["f32"] + (["bf16"] if cpu_has_bf16() else [])
         for prec in precisions:
-            compiled = core.compile_model(core.read_model(str(path)), "CPU", {
-                "INFERENCE_PRECISION_HINT": prec, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads})
-            req = compiled.create_infer_request()
-            label = "stl:ov-" + ("fp32" if prec == "f32" else prec)
-            runners.append(Runner(label, lambda x, req=req: req.infer({"image": x[:1], "style_weights": weights})))
+            config = {"INFERENCE_PRECISION_HINT": prec, "PERFORMANCE_HINT": "LATENCY",
+                      "INFERENCE_NUM_THREADS": threads}
+            per_shape: dict = {}
+
+            def run(x, config=config, per_shape=per_shape):
+                # A static-shape compilation per size, as impasto's own OpenVINO engine uses, so
+                # that both networks get the same treatment.
+                req = per_shape.get(x.shape)
+                if req is None:
+                    model = core.read_model(str(path))
+                    model.reshape({"image": [1, 3, x.shape[2], x.shape[3]], "style_weights": [26]})
+                    req = per_shape[x.shape] = core.compile_model(model, "CPU", config).create_infer_request()
+                return req.infer({"image": x[:1], "style_weights": weights})
+            runners.append(Runner("stl:ov-" + ("fp32" if prec == "f32" else prec), run))
     return runners
 
 
