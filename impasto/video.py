@@ -106,6 +106,7 @@ class VideoInfo:
     codec: str
     time_base: Fraction
     audio_codec: Optional[str] = None
+    rotation: int = 0             # degrees the stored frames are turned to display upright
 
     @property
     def has_audio(self) -> bool:
@@ -169,13 +170,10 @@ def _info(path: PathLike, container) -> VideoInfo:
 
 
 def probe(path: PathLike) -> VideoInfo:
-    """Size, frame rate, frame count and codecs, read from the header; ImpastoError if it is
-    not a readable video."""
-    container = _open_input(path)
-    try:
-        return _info(path, container)
-    finally:
-        container.close()
+    """Size (as displayed), frame rate, frame count and codecs, from the header and the first
+    frame; ImpastoError if it is not a readable video."""
+    with VideoReader(path) as reader:
+        return reader.info
 
 
 def fit_size(width: int, height: int, max_side: Optional[int], even: bool = False) -> tuple[int, int]:
@@ -200,14 +198,36 @@ class VideoReader:
     def __init__(self, path: PathLike, max_side: Optional[int] = None):
         self.path = str(path)
         self.container = _open_input(path)
-        try:
-            self.info = _info(path, self.container)
-        except BaseException:
-            self.container.close()
-            raise
-        self.size = fit_size(self.info.width, self.info.height, max_side, even=bool(max_side))
         self.count = 0
         self.warning: Optional[str] = None   # set when the stream ends far short of its header
+        try:
+            self.info = _info(path, self.container)
+            stream = self.container.streams.video[0]
+            # (no frame threading: closing a frame-threaded decoder mid-stream can hang in PyAV)
+            self._frames = self.container.decode(stream)
+            # The first frame is decoded now: a file that has none fails here, before any work,
+            # and its display rotation (phones store portrait video sideways) is known.
+            self._first = self._next()
+            if self._first is None:
+                raise ImpastoError(f"{self.path}: contains no decodable video frames (empty or damaged)")
+            self.rotation = _rotation_steps(self._first)
+            if self.rotation % 2:
+                self.info.width, self.info.height = self.info.height, self.info.width
+            self.info.rotation = 90 * self.rotation
+        except BaseException:
+            self.close()
+            raise
+        self.size = fit_size(self.info.width, self.info.height, max_side, even=bool(max_side))
+
+    def _next(self):
+        av = _av()
+        try:
+            return next(self._frames)
+        except StopIteration:
+            return None
+        except (av.FFmpegError, ValueError) as exc:
+            raise ImpastoError(f"{self.path}: damaged video: decoding stopped after frame "
+                               f"{self.count} ({_why(exc)})") from None
 
     def __enter__(self) -> "VideoReader":
         return self
@@ -216,27 +236,31 @@ class VideoReader:
         self.close()
 
     def close(self) -> None:
+        # End the decoding generator before its container: one left suspended and collected
+        # later would run on a closed container (and could wait forever on decoder threads).
+        frames = getattr(self, "_frames", None)
+        if frames is not None:
+            frames.close()
+            self._frames = None
+        self._first = None
         self.container.close()
 
     def __iter__(self) -> Iterator[Frame]:
-        av = _av()
-        stream = self.container.streams.video[0]
-        stream.thread_type = "AUTO"
         width, height = self.size
-        resize = (width, height) != (self.info.width, self.info.height)
+        if self.rotation % 2:   # resize in the stored orientation, then turn upright
+            width, height = height, width
+        stored = (self.info.height, self.info.width) if self.rotation % 2 else (self.info.width, self.info.height)
+        resize = (width, height) != stored
         first_pts = None
         tb = self.info.time_base
-        frames = self.container.decode(stream)
-        while True:
-            try:
-                frame = next(frames)
-            except StopIteration:
-                break
-            except (av.FFmpegError, ValueError) as exc:
-                raise ImpastoError(f"{self.path}: damaged video: decoding stopped after frame "
-                                   f"{self.count} ({_why(exc)})") from None
+        frame, self._first = self._first, None
+        if frame is None:
+            raise ImpastoError(f"{self.path}: a VideoReader can be iterated once")
+        while frame is not None:
             kwargs = {"width": width, "height": height, "interpolation": "AREA"} if resize else {}
             rgb = frame.to_ndarray(format="rgb24", **kwargs)
+            if self.rotation:
+                rgb = np.rot90(rgb, self.rotation)
             pts = frame.pts
             if pts is not None:
                 if first_pts is None:
@@ -245,12 +269,18 @@ class VideoReader:
             t = float(pts * tb) if pts is not None else self.count / float(self.info.fps)
             yield Frame(rgb.astype(np.float32) * (1.0 / 255.0), self.count, pts, t)
             self.count += 1
-        if self.count == 0:
-            raise ImpastoError(f"{self.path}: contains no decodable video frames (empty or damaged)")
+            frame = self._next()
         expected = self.info.frames
         if expected and self.count < 0.9 * expected - 1:
             self.warning = (f"{self.path}: the video ended after {self.count} of about {expected} frames "
                             "(a truncated file?); the output has the frames that could be read")
+
+
+def _rotation_steps(frame) -> int:
+    """Quarter turns counterclockwise that make a decoded frame upright (from its display
+    matrix: FFmpeg's convention, as its own autorotate applies it); 0 when there is none."""
+    angle = getattr(frame, "rotation", 0) or 0
+    return int(round(angle / 90.0)) % 4
 
 
 def read_frames(path: PathLike, max_side: Optional[int] = None) -> Iterator[np.ndarray]:

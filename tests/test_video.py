@@ -138,6 +138,31 @@ def test_reader_resizes_to_even_sides(clip):
     assert reader.size == (50, 34) and frames[0].image.shape == (34, 50, 3)
 
 
+def test_display_rotation_is_applied(tmp_path):
+    """Phones store portrait video sideways with a display matrix; frames come out upright, as
+    FFmpeg's own autorotate shows them, and the output needs no matrix."""
+    import av
+    stored = np.zeros((64, 96, 3), np.uint8)
+    stored[:8, :8] = (255, 0, 0)                     # a red mark, top left as stored
+    path = tmp_path / "portrait.mp4"
+    with av.open(str(path), "w") as out:
+        vs = out.add_stream("libx264", rate=10)
+        vs.width, vs.height, vs.pix_fmt = 96, 64, "yuv420p"
+        vs.set_display_rotation(-90)                  # shown turned 90 degrees clockwise
+        for _ in range(3):
+            for packet in vs.encode(av.VideoFrame.from_ndarray(stored, format="rgb24")):
+                out.mux(packet)
+        for packet in vs.encode():
+            out.mux(packet)
+    info = video.probe(path)
+    assert (info.width, info.height, info.rotation) == (64, 96, 270)
+    frame = next(video.read_frames(path))
+    ys, xs = np.nonzero(frame[..., 0] > 0.8)
+    assert frame.shape == (96, 64, 3) and ys.mean() < 10 and xs.mean() > 54   # now top right
+    with video.VideoReader(path, max_side=48) as reader:
+        assert reader.size == (32, 48) and next(iter(reader)).image.shape == (48, 32, 3)
+
+
 def test_is_video(tmp_path, clip, photo):
     from PIL import Image
     assert video.is_video(clip) and not video.is_video(tmp_path / "x.jpg")
