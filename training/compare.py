@@ -337,8 +337,8 @@ def run_iterative(loss, photo: np.ndarray, iterations: int, snapshots: Sequence[
 def speed_table(objective: FastObjective, models: Sequence[FastModel], photo: np.ndarray,
                 options: CompareOptions, measured: Optional[dict] = None,
                 log: Callable[[str], None] = print) -> list[dict]:
-    """Fast latency and iterative seconds per size. `measured`: {N: seconds} from the real runs at
-    the comparison size (used there instead of extrapolating where the runs were long enough)."""
+    """Fast latency and iterative seconds per size, extrapolated from a few timed iterations.
+    `measured`: {N: seconds} from the full runs at the comparison size, reported beside them."""
     from impasto.training.optimize import optimize_pixels
     from impasto.models.tensors import to_tensor
     rows = []
@@ -362,13 +362,14 @@ def speed_table(objective: FastObjective, models: Sequence[FastModel], photo: np
                     "measured_iterations": len(secs)})
         main_ms = row[f"fast_ms[{models[0].name}]"]
         for n in options.speed_iterations:
+            # Every size by the same method (the load on a shared machine changes between the
+            # long runs and these timings); the long runs' own times are kept beside it.
             est = setup + first + (n - 1) * per_iter
-            source = "extrapolated"
-            if measured and side == options.size and n in measured:
-                est, source = measured[n], "measured"
             row[f"iterative_s[{n}]"] = est
-            row[f"source[{n}]"] = source
+            row[f"source[{n}]"] = "measured" if n <= len(secs) else "extrapolated"
             row[f"speedup[{n}]"] = est / (main_ms / 1000)
+            if measured and side == options.size and n in measured:
+                row[f"measured_s[{n}]"] = measured[n]
         log(f"  speed at {side}px ({w}x{h}): fast {main_ms:.1f} ms, iterative {per_iter:.3f} s/iteration "
             f"(measured over {len(secs) - 1} iterations after a warm-up one)")
         rows.append(row)
@@ -441,7 +442,7 @@ def compare(photos: Sequence[str | os.PathLike], model: str | os.PathLike, outpu
         files = {"content": _save(photo, folder / "content.png", out)}
         fast = {}
         for m in models:
-            y, latency = _time_fast(m.engine, photo, 1)
+            y, latency = _time_fast(m.engine, photo, options.fast_repeats)
             metrics = _image_metrics(objective, y, photo)
             run_precision = evaluate(objective.loss, y, photo, options.precision)["total"] \
                 if options.precision != "fp32" else metrics["total"]

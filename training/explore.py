@@ -131,7 +131,10 @@ def label(name: str, value) -> str:
 
 
 def _caption(seconds: float, terms: dict) -> str:
-    parts = [f"{seconds:.0f} s" if seconds >= 10 else f"{seconds:.1f} s"]
+    if seconds < 1:
+        parts = [f"{seconds * 1000:.0f} ms"]
+    else:
+        parts = [f"{seconds:.0f} s" if seconds >= 10 else f"{seconds:.1f} s"]
     parts += [f"{k[0] if k != 'histogram' else 'h'} {v:.2g}" for k, v in terms.items()
               if k not in ("seconds", "scale", "total")]
     return ", ".join(parts)
@@ -150,7 +153,7 @@ def _figure(cells: list[list[Optional[np.ndarray]]], row_labels: Sequence[str], 
     nr, nc = len(cells), len(cells[0])
     shown = [im for row in cells for im in row if im is not None]
     aspect = float(np.mean([im.shape[0] / im.shape[1] for im in shown])) if shown else 1.0
-    fig, axes = plt.subplots(nr, nc, figsize=(thumb * nc + 0.9, (thumb * aspect + 0.55) * nr + 0.6), squeeze=False,
+    fig, axes = plt.subplots(nr, nc, figsize=(thumb * nc + 0.9, (thumb * aspect + 0.75) * nr + 0.6), squeeze=False,
                              dpi=100)
     for r in range(nr):
         for c in range(nc):
