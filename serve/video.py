@@ -62,6 +62,8 @@ def add_video_arguments(parser: argparse.ArgumentParser, iterative: bool = False
     g.add_argument("--flow", choices=["dis", "dis-fast", "farneback"], default=None,
                    help="optical flow method for the temporal consistency (default: dis-fast at 256 px "
                         "for the fast path, dis for the iterative path)")
+    g.add_argument("--max-frames", type=int, default=None, metavar="N",
+                   help="only the first N frames (a quick preview; the audio is cut to match)")
     g.add_argument("--no-flicker", dest="measure_flicker", action="store_false",
                    help="skip measuring the flicker metric (saves a flow computation per frame)")
 
@@ -174,7 +176,8 @@ class VideoResult:
 def process_video(source, output, paint: Painter, max_side: Optional[int] = None,
                   smoother: Optional[TemporalSmoother] = None, measure: bool = True,
                   progress: bool = True, label: str = "stylize",
-                  on_frame: Optional[Callable[[int, np.ndarray], None]] = None) -> VideoResult:
+                  on_frame: Optional[Callable[[int, np.ndarray], None]] = None,
+                  max_frames: Optional[int] = None) -> VideoResult:
     """Stream `source` through `paint` (RGB float frame -> same-size RGB float frame), the
     optional smoother, into `output`; keeps timestamps and audio; measures flicker."""
     import numpy as np
@@ -187,12 +190,16 @@ def process_video(source, output, paint: Painter, max_side: Optional[int] = None
     tracker = FlickerTracker(measure)
     with vio.VideoReader(source, max_side) as reader:
         info = reader.info
-        bar = vio.FrameProgress(info.frames, label, progress)
+        total = min(info.frames, max_frames) if max_frames and info.frames else (max_frames or info.frames)
+        bar = vio.FrameProgress(total, label, progress)
         if hasattr(paint, "report_status"):   # a slow painter (the optimiser) shows its steps
             paint.report_status = bar.status
         try:
             with vio.VideoWriter(output, info, size=reader.size, audio_from=source) as writer:
                 for frame in reader:
+                    if max_frames and frame.index >= max_frames:
+                        writer.end_audio_with_video()   # a preview: the audio stops with it
+                        break
                     t = time.perf_counter()
                     try:
                         raw = np.asarray(paint(frame.image), dtype=np.float32)
@@ -232,7 +239,7 @@ def process_video(source, output, paint: Painter, max_side: Optional[int] = None
 
 def stylize_video(source, output, engine, options=None, max_side: Optional[int] = None,
                   temporal: bool = True, strength: float = DEFAULT_STRENGTH, flow_method: Optional[str] = None,
-                  measure: bool = True, progress: bool = True) -> VideoResult:
+                  measure: bool = True, progress: bool = True, max_frames: Optional[int] = None) -> VideoResult:
     """The fast path on a video: each frame through an exported network (`engine`, from
     impasto.serve.runtime.load_engine, or any callable NCHW -> NCHW), with temporal smoothing."""
     from . import flow
@@ -248,7 +255,8 @@ def stylize_video(source, output, engine, options=None, max_side: Optional[int] 
     if temporal and strength > 0:
         method, side = SMOOTHING_FLOW
         smoother = TemporalSmoother(strength, flow.FlowEstimator(flow_method or method, side))
-    return process_video(source, output, paint, max_side, smoother, measure, progress, "stylize video")
+    return process_video(source, output, paint, max_side, smoother, measure, progress, "stylize video",
+                         max_frames=max_frames)
 
 
 def report(result: VideoResult) -> int:
@@ -286,5 +294,5 @@ def run_stylize(args) -> int:
               + ("temporal smoothing " + f"{args.temporal_strength:g}" if args.temporal else "no temporal smoothing"))
     result = stylize_video(args.input, out, engine, options, max_side=args.size, temporal=args.temporal,
                            strength=args.temporal_strength, flow_method=args.flow,
-                           measure=args.measure_flicker, progress=not args.quiet)
+                           measure=args.measure_flicker, progress=not args.quiet, max_frames=args.max_frames)
     return report(result)

@@ -285,9 +285,28 @@ def test_ctrl_c_keeps_the_frames_done(tmp_path, clip, engine):
 
     result = process_video(clip, tmp_path / "partial.mp4", paint, progress=False)
     assert result.interrupted and result.frames == 5
+    preview = process_video(clip, tmp_path / "preview.mp4", lambda im: stylize_array(engine, im), max_frames=3,
+                            progress=False)
+    assert preview.frames == 3 and len(list(video.read_frames(preview.output))) == 3
     info = video.probe(result.output)
     assert len(list(video.read_frames(result.output))) == 5 and info.audio_codec == "aac"
     assert info.duration < 6.5 / 12   # the audio stops with the video
+
+
+def test_real_clip_if_available(tmp_path, data, engine):
+    """A real clip, when the shared data has one (none ships today): the first 12 frames."""
+    from impasto.serve.video import stylize_video
+    clips = sorted(p for p in data.rglob("*") if p.suffix.lower() in (".mp4", ".mov", ".webm", ".mkv", ".avi"))
+    if not clips:
+        pytest.skip("no real video clip in the shared data")
+    source = clips[0]
+    info = video.probe(source)
+    result = stylize_video(source, tmp_path / "real.mp4", engine, max_side=128, max_frames=12, progress=False)
+    out = video.probe(result.output)
+    assert 1 <= result.frames <= 12 and result.frames == len(list(video.read_frames(result.output)))
+    assert out.fps == info.fps and max(out.width, out.height) == 128
+    if result.flicker_raw:
+        assert result.flicker < result.flicker_raw
 
 
 def test_temporal_strength_is_checked(tmp_path, clip, engine):

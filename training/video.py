@@ -190,12 +190,12 @@ def stylize_video(source, output, styles: Sequence[np.ndarray], config: Optimize
                   style_weights: Optional[Sequence[float]] = None, temporal: bool = True,
                   temporal_weight: Optional[float] = None, first_iterations: Optional[int] = None,
                   flow_method: Optional[str] = None, measure: bool = True,
-                  progress: bool = True) -> VideoResult:
+                  progress: bool = True, max_frames: Optional[int] = None) -> VideoResult:
     """Optimise every frame of `source` (longest side config.size) into `output`."""
     painter = FramePainter(styles, config, style_weights, temporal, temporal_weight, first_iterations,
                            flow_method or "dis")
     return process_video(source, output, painter, max_side=config.sizes()[-1], smoother=None, measure=measure,
-                         progress=progress, label="optimize video")
+                         progress=progress, label="optimize video", max_frames=max_frames)
 
 
 def run_optimize(args) -> int:
@@ -221,7 +221,8 @@ def run_optimize(args) -> int:
     try:
         result = stylize_video(args.content, out, styles, config, args.style_weights, temporal=args.temporal,
                                temporal_weight=args.temporal_strength, first_iterations=args.first_frame_iterations,
-                               flow_method=args.flow, measure=args.measure_flicker, progress=not args.quiet)
+                               flow_method=args.flow, measure=args.measure_flicker, progress=not args.quiet,
+                               max_frames=args.max_frames)
     except KeyboardInterrupt:
         print(f"stopped after {time.perf_counter() - t0:.0f} s, before the first frame was done; "
               f"{out} was not written")
