@@ -309,6 +309,17 @@ def test_real_clip_if_available(tmp_path, data, engine):
         assert result.flicker < result.flicker_raw
 
 
+def test_fast_video_path_runs_without_torch(tmp_path, clip, model):
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "from impasto.serve.runtime import load_engine\n"
+            "from impasto.serve.video import stylize_video\n"
+            f"r = stylize_video({str(clip)!r}, {str(tmp_path / 'nt.mp4')!r}, load_engine({str(model)!r}, 'ort'),"
+            " progress=False)\n"
+            "assert r.frames == 8 and r.flicker is not None\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+
+
 def test_temporal_strength_is_checked(tmp_path, clip, engine):
     from impasto.serve.video import stylize_video
     with pytest.raises(ImpastoError, match="between 0 and 1"):
