@@ -48,3 +48,9 @@ def test_cli_help_teaches_and_starts_without_torch():
     helptext = subprocess.run([sys.executable, "-m", "impasto.cli", "--help"], capture_output=True,
                               text=True, timeout=60).stdout
     assert "optimize" in helptext and "impasto stylize" in helptext
+
+
+def test_semantic_matching_rules_named_in_the_cli_match_the_losses():
+    from impasto.commands import semantic
+    from impasto.models import semantic_losses
+    assert semantic.MATCHING_RULES == semantic_losses.MATCHING_RULES

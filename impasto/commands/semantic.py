@@ -25,13 +25,15 @@ semantic modes (maps are colour-coded PNG/JPEG images, one flat colour per regio
              --preset configs/iterative/doodle.yaml -o painting.png
   MRF matching rule in any mode: --mrf-weight 1 --mrf-matching nearest|bidirectional|contiguity"""
 
+# the MRF matching rules of impasto.models.semantic_losses, named here so that building the
+# parser never imports torch (tests/test_semantic_maps.py checks the two lists agree)
+MATCHING_RULES = ("nearest", "bidirectional", "contiguity")
+
 # options whose presence switches `impasto optimize` to the semantic runner
 _TRIGGERS = ("content_map", "style_map", "mask", "semantic_mode", "mrf_matching", "preset")
 
 
 def add_semantic_arguments(p: argparse.ArgumentParser) -> None:
-    from impasto.models.semantic_losses import MATCHING_RULES
-
     for action in p._actions:  # a doodle has no content photo: --content becomes optional here
         if action.dest == "content":
             action.required = False
