@@ -26,7 +26,7 @@ semantic modes (maps are colour-coded PNG/JPEG images, one flat colour per regio
   MRF matching rule in any mode: --mrf-weight 1 --mrf-matching nearest|bidirectional|contiguity"""
 
 # the MRF matching rules of impasto.models.semantic_losses, named here so that building the
-# parser never imports torch (tests/test_semantic_maps.py checks the two lists agree)
+# parser never imports torch (tests/test_package.py checks the two lists agree)
 MATCHING_RULES = ("nearest", "bidirectional", "contiguity")
 
 # options whose presence switches `impasto optimize` to the semantic runner
