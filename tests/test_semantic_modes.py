@@ -7,14 +7,20 @@ import warnings
 import numpy as np
 import pytest
 
+import torch
+
 from impasto import images
-from impasto.models.semantic import SemanticWarning, resize_labels
+from impasto.models.semantic_losses import masked_grams
+from impasto.models.tensors import to_tensor
+from impasto.models.vgg import VGGFeatures
+from impasto.models.semantic import SemanticWarning, layer_masks, resize_labels
 from impasto.training.optimize import OptimizeConfig
 from impasto.training.semantic import SemanticConfig, _tiles, load_inputs, plan_regions, stylize_semantic
 
 pytestmark = pytest.mark.slow
 
 SIZE = 64
+LAYERS = ("relu1_1", "relu2_1", "relu3_1")
 
 
 def _config(weights_path, **kw):
@@ -56,18 +62,34 @@ def test_regions_move_toward_their_own_style(data, weights_path, vgg_weights):
     d = data / "doodle"
     inputs = load_inputs(str(t / "cherry-blossom.jpg"), [str(d / "Gogh.jpg"), str(d / "Renoir.jpg")],
                          masks=[str(t / "cherry-blossom-mask-1.jpg"), str(t / "cherry-blossom-mask-2.jpg")])
-    out = _run(inputs, _config(weights_path, style_weight=1e-3, content_weight=0.3), SemanticConfig(mode="region"),
+    out = _run(inputs, _config(weights_path, size=112, style_weight=1e-3, content_weight=0.3), SemanticConfig(mode="region"),
                vgg_weights).image
     h, w = out.shape[:2]
     content = images.resize_to(inputs.content, (w, h))
     regions = plan_regions(inputs, SemanticConfig(), (w, h), None)
     style_means = [s.reshape(-1, 3).mean(0) for s in inputs.styles]
+    vgg = VGGFeatures(vgg_weights, LAYERS)
+    masks = torch.from_numpy(regions.masks)[None]
+    lm = layer_masks(masks, LAYERS, vgg_weights.arch)
+    with torch.no_grad():
+        style_grams = [{n: masked_grams(f[n], torch.ones(1, *f[n].shape[-2:])) for n in LAYERS}
+                       for f in (vgg(to_tensor(images.resize(s, 112))) for s in inputs.styles)]
+        fo, fc = vgg(to_tensor(out)), vgg(to_tensor(content))
+
+    def gram_distance(feats, r, s):
+        return sum(((masked_grams(feats[n], lm[n][0, r:r + 1]) - style_grams[s][n]) ** 2).mean().item()
+                   / (style_grams[s][n] ** 2).mean().item() for n in LAYERS)
+
     for r in range(2):
         inside = regions.labels == r
         before, after = content[inside].mean(0), out[inside].mean(0)
-        own, other = style_means[r], style_means[1 - r]
-        assert np.linalg.norm(after - own) < np.linalg.norm(before - own)          # moved toward its own
-        assert np.linalg.norm(after - own) < np.linalg.norm(after - other)         # and is nearer it
+        own = style_means[r]
+        assert np.linalg.norm(after - own) < np.linalg.norm(before - own)        # colour moved toward its own
+        # Gram statistics: closer to its own style than to the other's, and moved further toward it
+        d_own, d_other = gram_distance(fo, r, r), gram_distance(fo, r, 1 - r)
+        c_own, c_other = gram_distance(fc, r, r), gram_distance(fc, r, 1 - r)
+        assert d_own < d_other, (r, d_own, d_other)
+        assert d_own / c_own < d_other / c_other, (r, d_own / c_own, d_other / c_other)
 
 
 def test_soft_01_mask_matches_hard_region(landscape, weights_path, vgg_weights):
