@@ -299,6 +299,33 @@ def stylize_semantic(inputs: SemanticInputs, config: OptimizeConfig, scfg: Seman
     return OptimizeResult(result.image, history, iters, result.interrupted, seconds)
 
 
+def _build_mrf(inputs: SemanticInputs, c: OptimizeConfig, scfg: SemanticConfig, regions: Regions,
+               style_feats, style_sizes, mrf_layers, arch: str, doodle: bool) -> SemanticMRFLoss:
+    """The MRF loss with the matching rule of `scfg`; semantic channels when every image has a map."""
+    weight = c.mrf_weight if c.mrf_weight > 0 else 1.0
+    semantic = inputs.content_map is not None and all(m is not None for m in inputs.style_maps)
+    mrf = SemanticMRFLoss(mrf_layers, weight, scfg.mrf_patch, 1, scfg.mrf_matching,
+                          scfg.semantic_weight if semantic else 0.0, scfg.contiguity)
+    if not semantic:
+        mrf.set_target(style_feats)
+        return mrf
+    r = regions.count
+    out_ch = torch.from_numpy(np.stack([(regions.labels == k) for k in range(r)]).astype(np.float32))[None]
+    style_ch = []
+    for s, (smap, ssize) in enumerate(zip(inputs.style_maps, style_sizes)):
+        onehot = _style_region_masks(smap, ssize)[0]          # (K_s, h, w)
+        ch = torch.zeros(r + 1, *onehot.shape[1:])
+        for k, t in enumerate(regions.targets):
+            for s2, j in t:
+                if s2 == s:
+                    ch[k] = torch.maximum(ch[k], onehot[j] if j is not None else torch.ones_like(onehot[0]))
+        ch[r] = (ch[:r].sum(0) == 0).float()                 # style labels nobody wants
+        style_ch.append(layer_masks(ch[None], mrf_layers, arch))
+    out_ch = torch.cat([out_ch, torch.zeros_like(out_ch[:, :1])], 1)
+    mrf.set_target(style_feats, style_ch, layer_masks(out_ch, mrf_layers, arch))
+    return mrf
+
+
 def _region_objective(inputs: SemanticInputs, config: OptimizeConfig, scfg: SemanticConfig,
                       size: tuple[int, int], match: Optional[LabelMatch], weights, mode: str):
     """Objective for region / soft / doodle at one scale; returns (objective, finish) where
@@ -330,7 +357,6 @@ def _region_objective(inputs: SemanticInputs, config: OptimizeConfig, scfg: Sema
         style_masks_px.append(m)
     targets_list = [[(s, j if j is not None else (style_masks_px[s].shape[1] - 1)) for s, j in t]
                     for t in regions.targets]
-    terms: dict[str, torch.nn.Module] = {}
 
     region_loss = None
     if style_layers:
@@ -347,29 +373,7 @@ def _region_objective(inputs: SemanticInputs, config: OptimizeConfig, scfg: Sema
         guides = layer_masks(torch.from_numpy(regions.masks)[None], style_layers, arch)
         region_loss.set_targets(tg, {n: g[0] for n, g in guides.items()})
 
-    mrf = None
-    if use_mrf:
-        weight = c.mrf_weight if c.mrf_weight > 0 else 1.0
-        semantic = inputs.content_map is not None and all(m is not None for m in inputs.style_maps)
-        mrf = SemanticMRFLoss(mrf_layers, weight, scfg.mrf_patch, 1, scfg.mrf_matching,
-                              scfg.semantic_weight if semantic else 0.0, scfg.contiguity)
-        if semantic:
-            r = regions.count
-            out_ch = torch.from_numpy(np.stack([(regions.labels == k) for k in range(r)]).astype(np.float32))[None]
-            style_ch = []
-            for s, (smap, ssize) in enumerate(zip(inputs.style_maps, style_sizes)):
-                onehot = _style_region_masks(smap, ssize)[0]          # (K_s, h, w)
-                ch = torch.zeros(r + 1, *onehot.shape[1:])
-                for k, t in enumerate(regions.targets):
-                    for s2, j in t:
-                        if s2 == s:
-                            ch[k] = torch.maximum(ch[k], onehot[j] if j is not None else torch.ones_like(onehot[0]))
-                ch[r] = (ch[:r].sum(0) == 0).float()                 # style labels nobody wants
-                style_ch.append(layer_masks(ch[None], mrf_layers, arch))
-            out_ch = torch.cat([out_ch, torch.zeros_like(out_ch[:, :1])], 1)
-            mrf.set_target(style_feats, style_ch, layer_masks(out_ch, mrf_layers, arch))
-        else:
-            mrf.set_target(style_feats)
+    mrf = _build_mrf(inputs, c, scfg, regions, style_feats, style_sizes, mrf_layers, arch, doodle) if use_mrf else None
 
     content_loss = None
     base = None
@@ -490,7 +494,14 @@ def _patch_objective(inputs: SemanticInputs, config: OptimizeConfig, scfg: Seman
     picks = pick_style_patches(regions.labels, style_regions, boxes, scfg.patch_sizes, tw / th)
     style_layers = tuple(c.style_layers)
     content_layers = tuple(c.content_layers) if c.content_weight > 0 else ()
-    vgg = VGGFeatures(weights, set(style_layers) | set(content_layers), c.pooling)
+    mrf_layers = tuple(c.mrf_layers) if c.mrf_weight > 0 else ()
+    vgg = VGGFeatures(weights, set(style_layers) | set(content_layers) | set(mrf_layers), c.pooling)
+    mrf = None
+    if mrf_layers:
+        with torch.no_grad():
+            whole = [vgg(to_tensor(s)) for s in styles]
+        mrf = _build_mrf(inputs, c, scfg, regions, whole, [(s.shape[1], s.shape[0]) for s in styles],
+                         mrf_layers, weights.arch, False)
     feather = scfg.patch_overlap / (1 + scfg.patch_overlap) if scfg.patch_grid > 1 else 0.0
     win = _window(th, tw, max(feather, 1e-3))[None, None]
     win_layers = layer_masks(win, style_layers, weights.arch)
@@ -522,8 +533,12 @@ def _patch_objective(inputs: SemanticInputs, config: OptimizeConfig, scfg: Seman
             g = _window_grams(feats_tiles[n], win_layers[n][0, 0])
             style = style + lwn * F.mse_loss(g, targets[n], reduction="none").mean(dim=(1, 2)).sum()
         t["style"] = c.style_weight * style / n_tiles * 1.0
-        if content_loss is not None:
-            t["content"] = content_loss(vgg(x))
+        if content_loss is not None or mrf is not None:
+            whole = vgg(x)
+            if content_loss is not None:
+                t["content"] = content_loss(whole)
+            if mrf is not None:
+                t["mrf"] = mrf(whole)
         if tv is not None:
             t["tv"] = tv(x)
         return sum(t.values()), t
