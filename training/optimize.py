@@ -131,11 +131,14 @@ class Progress:
 
 def optimize_pixels(objective: Objective, init: torch.Tensor, iterations: int, optimizer: str = "lbfgs",
                     lr: float = 1.0, precision: str = "bf16",
-                    on_step: Optional[Callable[[int, torch.Tensor, dict], None]] = None) -> OptimizeResult:
+                    on_step: Optional[Callable[[int, torch.Tensor, dict], None]] = None,
+                    line_search: Optional[str] = None) -> OptimizeResult:
     """Minimise objective(image) over the pixels of `init`, `iterations` loss evaluations.
 
     bf16 autocast covers the VGG passes; losses are reduced in fp32 so L-BFGS sees exact
     numbers. Ctrl-C stops early and returns what was reached (result.interrupted).
+    `line_search="strong_wolfe"` keeps L-BFGS from overshooting a warm start (video frames); the
+    pixels are then clamped only at the end, since clamping inside a line search breaks it.
     """
     x = init.detach().clone().clamp_(0, 1).requires_grad_(True)
     history: list[dict] = []
@@ -144,8 +147,9 @@ def optimize_pixels(objective: Objective, init: torch.Tensor, iterations: int, o
 
     def evaluate() -> torch.Tensor:
         opt.zero_grad(set_to_none=True)
-        with torch.no_grad():
-            x.clamp_(0, 1)
+        if line_search is None:
+            with torch.no_grad():
+                x.clamp_(0, 1)
         with autocast:
             total, terms = objective(x)
         total.backward()
@@ -161,7 +165,8 @@ def optimize_pixels(objective: Objective, init: torch.Tensor, iterations: int, o
 
     if optimizer == "lbfgs":
         opt = torch.optim.LBFGS([x], lr=lr, max_iter=max(iterations, 1), max_eval=max(iterations, 1),
-                                tolerance_grad=1e-9, tolerance_change=1e-12, history_size=50)
+                                tolerance_grad=1e-9, tolerance_change=1e-12, history_size=50,
+                                line_search_fn=line_search)
     else:
         opt = torch.optim.Adam([x], lr=lr)
     interrupted = False

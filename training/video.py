@@ -25,12 +25,12 @@ import torch
 
 from impasto import images
 from impasto.errors import ImpastoError
-from impasto.models.tensors import to_array, to_tensor
+from impasto.models.tensors import to_tensor
 from impasto.serve import flow as flowlib
 from impasto.serve.video import FlickerTracker, VideoResult, process_video, report  # noqa: F401
 
 from . import color
-from .optimize import OptimizeConfig, OptimizeResult, _initial, build_objective, optimize_pixels
+from .optimize import OptimizeConfig, _initial, build_objective, optimize_pixels
 
 # Temporal weight per unit of content weight. The temporal term is a mean squared pixel
 # difference (0..1 scale), the content term a mean squared VGG activation difference, which is
@@ -60,47 +60,13 @@ class TemporalLoss(torch.nn.Module):
 
 def optimize_frame(objective, init: torch.Tensor, iterations: int, optimizer: str, lr: float, precision: str,
                    on_step=None):
-    """One frame's optimisation. Adam goes to the shared loop (optimize_pixels); L-BFGS runs here
-    with a strong-Wolfe line search. Without one (as optimize_pixels runs it) the third loss
-    evaluation overshoots by 10-20x (2.3e3 -> 3e4 measured on a 64 px frame), which throws the
-    warm start from the previous frame away and costs the temporal consistency most of its effect
-    (flicker 0.036 instead of 0.0025 on the test clip at 10 iterations a frame).
-    `iterations` counts loss evaluations, as in optimize_pixels."""
-    if optimizer != "lbfgs":
-        return optimize_pixels(objective, init, iterations, optimizer, lr, precision, on_step)
-    x = init.detach().clone().clamp_(0, 1).requires_grad_(True)
-    history: list[dict] = []
-    start = time.perf_counter()
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
-    opt = torch.optim.LBFGS([x], lr=lr, max_iter=max(iterations, 1), max_eval=max(iterations, 1),
-                            tolerance_grad=1e-9, tolerance_change=1e-12, history_size=50,
-                            line_search_fn="strong_wolfe")
-
-    def evaluate() -> torch.Tensor:
-        opt.zero_grad(set_to_none=True)
-        with autocast:
-            total, terms = objective(x)
-        total.backward()
-        row = {k: float(v.detach()) for k, v in terms.items()}
-        row["total"] = float(total.detach())
-        row["seconds"] = time.perf_counter() - start
-        history.append(row)
-        if on_step is not None:
-            on_step(len(history), x, row)
-        return total
-
-    interrupted = False
-    try:
-        while iterations > 0 and len(history) < iterations:
-            done = len(history)
-            opt.step(evaluate)
-            if len(history) == done:
-                break
-    except KeyboardInterrupt:
-        interrupted = True
-    with torch.no_grad():
-        x.clamp_(0, 1)
-    return OptimizeResult(to_array(x), history, len(history), interrupted, time.perf_counter() - start)
+    """One frame's optimisation: the shared loop, with a strong-Wolfe line search for L-BFGS.
+    Without one the third loss evaluation overshoots by 10-20x (2.3e3 -> 3e4 measured on a 64 px
+    frame), which throws the warm start from the previous frame away and costs the temporal
+    consistency most of its effect (flicker 0.036 instead of 0.0025 on the test clip at 10
+    iterations a frame). `iterations` counts loss evaluations, as in optimize_pixels."""
+    return optimize_pixels(objective, init, iterations, optimizer, lr, precision, on_step,
+                           line_search="strong_wolfe" if optimizer == "lbfgs" else None)
 
 
 class FramePainter:
