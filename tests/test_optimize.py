@@ -16,7 +16,7 @@ from impasto.models.losses import GATYS_STYLE, ContentLoss, PerceptualLoss, Styl
 from impasto.models.tensors import to_tensor
 from impasto.training import color
 from impasto.training.optimize import OptimizeConfig, build_objective, stylize
-from impasto.training.reconstruct import reconstruct
+from impasto.training.reconstruct import reconstruct, reconstruction_grid
 
 SIZE = 80
 
@@ -125,6 +125,15 @@ def test_content_reconstruction_from_a_shallow_layer(photos, vgg_weights):
     rebuilt = reconstruct(content, "relu2_1", "content", iterations=40, weights=vgg_weights)
     corr = np.corrcoef(rebuilt.ravel(), content.ravel())[0, 1]
     assert corr > 0.5  # noise has become the photo
+
+
+def test_reconstruction_grid_layout(photos, vgg_weights):
+    tile = photos[0][:40, :48]
+    grid = reconstruction_grid(tile, layers=("relu1_1", "relu3_1"), iterations=3, weights=vgg_weights)
+    # rows: content, style; columns: the original and one per layer; each tile has a 16 px caption
+    assert grid.size == (3 * 48, 2 * (40 + 16))
+    pixels = np.asarray(grid, dtype=np.float32) / 255
+    assert np.abs(pixels[16:56, :48] - tile).max() < 2 / 255  # the original sits top left
 
 
 def _impasto(*args):
