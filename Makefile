@@ -12,7 +12,7 @@ venv: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -e ".[dev]"
+	$(BIN)/pip install -e ".[dev,openvino]"
 	touch $@
 
 # One pass of the bundled fast "candy" network over a photo, on onnxruntime.
