@@ -7,6 +7,7 @@ and SIGTERM lets an in-flight request finish before the process exits.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import signal
@@ -48,11 +49,9 @@ class Server:
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited early:\n{self.output()}")
-            try:
+            with contextlib.suppress(httpx.HTTPError):  # not listening yet
                 if httpx.get(self.url + "/healthz", timeout=2).status_code == 200:
                     return
-            except httpx.HTTPError:
-                pass
             time.sleep(0.2)
         self.stop()
         raise RuntimeError(f"server did not become healthy:\n{self.output()}")

@@ -5,6 +5,7 @@ result must appear next to the original with the time taken and a download link.
 from __future__ import annotations
 
 import base64
+import contextlib
 import itertools
 import json
 import os
@@ -94,10 +95,8 @@ class Browser:
         return path
 
     def close(self):
-        try:
+        with contextlib.suppress(Exception):  # the browser may already be gone
             self.ws.close()
-        except Exception:
-            pass
         self.proc.terminate()
         try:
             self.proc.wait(10)
