@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Optional
 
 from impasto.errors import ImpastoError
@@ -156,6 +156,7 @@ class VideoResult:
     audio: bool
     warning: Optional[str] = None
     interrupted: bool = False          # stopped by Ctrl-C: the output holds the frames done so far
+    flicker_per_pair: list = field(default_factory=list)   # the output's error for frames (1, 2, ...)
 
     @property
     def frames_per_second(self) -> float:
@@ -176,10 +177,11 @@ class VideoResult:
 def process_video(source, output, paint: Painter, max_side: Optional[int] = None,
                   smoother: Optional[TemporalSmoother] = None, measure: bool = True,
                   progress: bool = True, label: str = "stylize",
-                  on_frame: Optional[Callable[[int, np.ndarray], None]] = None,
+                  on_frame: Optional[Callable[[int, np.ndarray, np.ndarray], None]] = None,
                   max_frames: Optional[int] = None) -> VideoResult:
     """Stream `source` through `paint` (RGB float frame -> same-size RGB float frame), the
-    optional smoother, into `output`; keeps timestamps and audio; measures flicker."""
+    optional smoother, into `output`; keeps timestamps and audio; measures flicker.
+    `on_frame(index, input, output)` sees each frame as written (e.g. to score it)."""
     import numpy as np
 
     from impasto import video as vio
@@ -220,7 +222,7 @@ def process_video(source, output, paint: Painter, max_side: Optional[int] = None
                     writer.write(out, frame)
                     tracker.add(frame.image, out, raw if smoother is not None else None)
                     if on_frame is not None:
-                        on_frame(frame.index, out)
+                        on_frame(frame.index, frame.image, out)
                     done = frame.index + 1
                     elapsed = time.perf_counter() - t0 - tracker.seconds
                     status = f"flicker {tracker.out.value:.5f}" if measure and tracker.out.errors else ""
@@ -234,12 +236,13 @@ def process_video(source, output, paint: Painter, max_side: Optional[int] = None
     width, height = reader.size
     return VideoResult(str(output), count, width, height, float(info.fps), seconds, paint_s, smooth_s,
                        tracker.seconds, tracker.flicker, tracker.flicker_raw, smoother is not None, audio, warning,
-                       interrupted)
+                       interrupted, list(tracker.out.errors) if measure else [])
 
 
 def stylize_video(source, output, engine, options=None, max_side: Optional[int] = None,
                   temporal: bool = True, strength: float = DEFAULT_STRENGTH, flow_method: Optional[str] = None,
-                  measure: bool = True, progress: bool = True, max_frames: Optional[int] = None) -> VideoResult:
+                  measure: bool = True, progress: bool = True, max_frames: Optional[int] = None,
+                  on_frame=None) -> VideoResult:
     """The fast path on a video: each frame through an exported network (`engine`, from
     impasto.serve.runtime.load_engine, or any callable NCHW -> NCHW), with temporal smoothing."""
     from . import flow
@@ -256,7 +259,7 @@ def stylize_video(source, output, engine, options=None, max_side: Optional[int] 
         method, side = SMOOTHING_FLOW
         smoother = TemporalSmoother(strength, flow.FlowEstimator(flow_method or method, side))
     return process_video(source, output, paint, max_side, smoother, measure, progress, "stylize video",
-                         max_frames=max_frames)
+                         on_frame=on_frame, max_frames=max_frames)
 
 
 def report(result: VideoResult) -> int:

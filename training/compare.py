@@ -32,6 +32,7 @@ import platform
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -560,6 +561,8 @@ def write_metrics(data: dict, out: Path) -> None:
 def _json_default(o):
     if isinstance(o, (np.floating, np.integer)):
         return o.item()
+    if isinstance(o, Fraction):            # a video's frame rate
+        return float(o)
     if isinstance(o, Path):
         return str(o)
     raise TypeError(type(o).__name__)

@@ -280,3 +280,95 @@ def _machine_text(m: dict) -> str:
 
 def finite(x) -> bool:
     return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+# =========================================================================== the video report
+
+VIDEO_COLOURS = {"fast, per frame": "#f4a582", "fast + temporal": "#d62728",
+                 "iterative, per frame": "#92c5de", "iterative + temporal": "#1f4e9c"}
+
+
+def video_plot(data: dict, path: Path) -> Path:
+    """Flicker per frame pair (left) and the objective's loss per frame (right), one line per run."""
+    plt = _pyplot()
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.8), dpi=110)
+    for r in data["runs"]:
+        c = VIDEO_COLOURS.get(r["name"])
+        a.plot(np.arange(1, len(r["flicker_per_pair"]) + 1), r["flicker_per_pair"], color=c, lw=1.6, label=r["name"])
+        b.plot([s["total"] for s in r["loss_per_frame"]], color=c, lw=1.6, label=r["name"])
+    a.axhline(data["input_flicker"], color="#777", ls=":", lw=1.2, label="input video (for scale)")
+    a.set_yscale("log")
+    a.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
+    a.set_xlabel("frame (error against the previous one)")
+    a.set_ylabel("temporal warping error")
+    a.set_title("flicker (lower is steadier)", fontsize=10)
+    b.set_yscale("log")
+    b.set_xlabel("frame")
+    b.set_ylabel("objective loss (fp32)")
+    b.set_title("style objective per frame (lower is closer to the objective)", fontsize=10)
+    for ax in (a, b):
+        ax.grid(True, which="both", alpha=.25)
+        ax.legend(fontsize=7.5)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def write_video_report(data: dict, out: Path) -> Path:
+    """index.html + plots/video.png next to the four videos and their stills."""
+    out = Path(out)
+    plot = video_plot(data, _plots_dir(out) / "video.png").relative_to(out).as_posix()
+    o = data["options"]
+    first = data["runs"][0]
+    parts = [f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{_e(data['title'])}</title>"
+             f"<style>{CSS}</style></head><body>",
+             f"<h1>{_e(data['title'])}</h1>",
+             f"<p class=note>{_e(data['created'])} &middot; {first['frames']} frames at {first['width']}x{first['height']}"
+             f" &middot; iterative: {o['iterations']} L-BFGS evaluations a frame ({_e(o['precision'])}) &middot; "
+             f"{_e(_machine_text(data['machine']))}</p>",
+             "<h2>Summary</h2><table><tr><th class=l>run</th><th>frames/s</th><th>ms a frame</th>"
+             "<th>flicker</th><th>steadier than per frame</th><th>flicker / input's</th><th>loss</th>"
+             "<th>content</th><th>style</th></tr>"]
+    scale = data["input_flicker"]
+    for r in data["runs"]:
+        red = r.get("flicker_reduction")
+        parts.append(
+            f"<tr><td class=l>{_e(r['name'])}</td><td>{r['frames_per_second']:.3g}</td>"
+            f"<td>{1000 / r['frames_per_second']:.0f}</td><td>{fmt_float(r['flicker'])}</td>"
+            f"<td>{(format(red, '.1f') + 'x') if r['temporal'] and red else '-'}</td>"
+            f"<td>{(format(r['flicker'] / scale, '.1f') + 'x') if scale else '-'}</td>"
+            f"<td>{r['loss']['total']:.4g}</td><td>{r['loss']['content']:.4g}</td><td>{r['loss']['style']:.4g}</td></tr>")
+    parts.append(f"<tr><td class=l>input video</td><td>-</td><td>-</td><td>{fmt_float(scale)}</td><td>-</td>"
+                 "<td>1x</td><td>-</td><td>-</td><td>-</td></tr></table>")
+    parts.append(
+        "<p class=note>Flicker: the mean temporal warping error between consecutive output frames, frame t-1 "
+        "warped to t by the <em>input</em> video's optical flow (DIS) and compared on pixels the forward-backward "
+        "check marks reliable. The input video's own error is there for scale: flow errors and sensor noise keep "
+        "it above zero, and an output that follows the motion lands near it. Loss: the fast model's training objective on each output frame against its input frame, in fp32, "
+        "averaged over the frames. Speed excludes scoring and the flicker measurement.</p>")
+    parts.append(f"<h2>Over time</h2><p><img class=plot src=\"{_e(plot)}\" alt=\"flicker and loss per frame\"></p>")
+    parts.append("<h2>Videos</h2><div class=grid>")
+    for r in data["runs"]:
+        parts.append(f"<figure><video src=\"{_e(r['file'])}\" controls loop muted playsinline width=180></video>"
+                     f"<figcaption><a href=\"{_e(r['file'])}\">{_e(r['name'])}</a></figcaption></figure>")
+    parts.append("</div><h2>Stills</h2>")
+    for which in ("first", "last"):
+        if which not in data["input_stills"]:
+            continue
+        parts.append(f"<h3>{which} frame</h3><div class=grid>")
+        cells = [("input", data["input_stills"][which])] + [(r["name"], r["stills"][which]) for r in data["runs"]
+                                                             if which in r["stills"]]
+        for cap, rel in cells:
+            parts.append(f"<figure><a href=\"{_e(rel)}\"><img src=\"{_e(rel)}\" alt=\"{_e(cap)}\"></a>"
+                         f"<figcaption>{_e(cap)}</figcaption></figure>")
+        parts.append("</div>")
+    obj = data["objective"]
+    parts.append("<h2>Objective</h2><table>"
+                 + "".join(f"<tr><th class=l>{_e(k)}</th><td class=l>{_e(_value_text(v))}</td></tr>"
+                           for k, v in obj.items())
+                 + "</table><h2>Data</h2><p><a href=\"metrics.csv\">metrics.csv</a> (per run and frame) &middot; "
+                   "<a href=\"metrics.json\">metrics.json</a> (everything on this page)</p></body></html>")
+    page = out / "index.html"
+    page.write_text("\n".join(parts))
+    return page

@@ -75,7 +75,9 @@ class FramePainter:
     def __init__(self, styles: Sequence[np.ndarray], config: OptimizeConfig,
                  style_weights: Optional[Sequence[float]] = None, temporal: bool = True,
                  temporal_weight: Optional[float] = None, first_iterations: Optional[int] = None,
-                 flow_method: str = "dis"):
+                 flow_method: str = "dis", objective=None):
+        """`objective`: a PerceptualLoss with its style targets already set (e.g. a fast model's
+        training objective, for `impasto compare`); default: built from `config` and `styles`."""
         if not styles:
             raise ImpastoError("at least one style image is needed")
         if temporal_weight is not None and temporal_weight < 0:
@@ -86,14 +88,14 @@ class FramePainter:
                        else DEFAULT_TEMPORAL_PER_CONTENT * max(config.content_weight, 1e-3))
         self.first_iterations = first_iterations if first_iterations is not None else 2 * config.iterations
         torch.manual_seed(config.seed)
-        self.objective = build_objective(config)
+        self.objective = objective if objective is not None else build_objective(config)
         self.temporal_loss = TemporalLoss(self.weight)
         self.styles = list(styles)
         self.style_weights = style_weights
         self.estimator = flowlib.FlowEstimator(flow_method)
         self.prev_in: Optional[np.ndarray] = None
         self.prev_out: Optional[np.ndarray] = None
-        self.targets_set = False
+        self.targets_set = objective is not None
         self.index = 0
         self.last_terms: dict = {}
         self.interrupted = False
@@ -156,12 +158,13 @@ def stylize_video(source, output, styles: Sequence[np.ndarray], config: Optimize
                   style_weights: Optional[Sequence[float]] = None, temporal: bool = True,
                   temporal_weight: Optional[float] = None, first_iterations: Optional[int] = None,
                   flow_method: Optional[str] = None, measure: bool = True,
-                  progress: bool = True, max_frames: Optional[int] = None) -> VideoResult:
+                  progress: bool = True, max_frames: Optional[int] = None, objective=None,
+                  on_frame=None) -> VideoResult:
     """Optimise every frame of `source` (longest side config.size) into `output`."""
     painter = FramePainter(styles, config, style_weights, temporal, temporal_weight, first_iterations,
-                           flow_method or "dis")
+                           flow_method or "dis", objective)
     return process_video(source, output, painter, max_side=config.sizes()[-1], smoother=None, measure=measure,
-                         progress=progress, label="optimize video", max_frames=max_frames)
+                         progress=progress, label="optimize video", on_frame=on_frame, max_frames=max_frames)
 
 
 def run_optimize(args) -> int:

@@ -1,6 +1,7 @@
 """`impasto compare`: the fast model against the iterative optimiser on the same photos and the
-same objective (a self-contained HTML report), or, with --algorithms, one figure comparing the
-methods (Gatys, Gatys + histogram, MRF, the fast model) on content/style pairs."""
+same objective (a self-contained HTML report); given a video, the two paths with and without
+temporal consistency (flicker, frames/s, loss per frame); with --algorithms, one figure comparing
+the methods (Gatys, Gatys + histogram, MRF, the fast model) on content/style pairs."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ examples:
   impasto compare --style candy --content a.jpg b.jpg -o report/ --size 256 --iterations 300
   impasto compare --style my.onnx --model other.onnx --content photos/ -o report/   (two fast models)
   impasto compare --algorithms --content a.jpg b.jpg --style candy.jpg the_wave.jpg -o methods.png
+  impasto compare --style candy --content clip.mp4 -o report/ --max-frames 24 --size 256   (a video)
 
 The fast model's objective (loss weights, VGG layers, style image and its size) is read from its
 model card (<model>.json, written by `impasto train`/`impasto export`); the style image is looked
@@ -20,7 +22,8 @@ The iterative runs use L-BFGS from the photo; "worth N iterations" is the first 
 loss is at most the fast model's. Speed-table figures for sizes other than --size are
 extrapolated from --speed-measure timed iterations (the report marks them).
 Defaults: --size 512 and --iterations 500 for the report; --size 256 and --iterations 150 per cell
-with --algorithms. The objective options below apply to --algorithms only (the report always
+with --algorithms; --size 256, --iterations 30 a frame and --max-frames 24 for a video (four runs:
+fast and iterative, each per frame and with temporal consistency). The objective options below apply to --algorithms only (the report always
 uses the fast model's own training objective); --lr is the L-BFGS step (0.5 for the report)."""
 
 
@@ -63,6 +66,15 @@ def register(sub) -> None:
                    help="histogram weight of the 'Gatys + histogram' column (default: explore.HISTOGRAM_WEIGHT)")
     g.add_argument("--mrf-column-weight", type=float, default=None, dest="mrf_column_weight",
                    help="MRF weight of the MRF column (default: explore.MRF_WEIGHT)")
+    v = p.add_argument_group("video (when --content is a video)")
+    v.add_argument("--max-frames", type=int, default=24, metavar="N",
+                   help="compare on the first N frames (default 24; 0 = the whole clip)")
+    v.add_argument("--first-frame-iterations", type=int, metavar="N",
+                   help="iterations for the first frame of the iterative runs (default: 2x --iterations)")
+    v.add_argument("--temporal-strength", type=float, metavar="S",
+                   help="fast path: share of the warped previous frame kept (default as impasto stylize)")
+    v.add_argument("--temporal-weight", type=float, metavar="W",
+                   help="iterative path: weight of the temporal loss (default as impasto optimize)")
     add_run_arguments(p)
     add_objective_arguments(p)
     p.set_defaults(run=run, iterations=None, size=None)
@@ -100,6 +112,9 @@ def run(args) -> int:
 
     if len(args.style) != 1:
         raise ImpastoError("give one fast model with --style (more with --model), or use --algorithms")
+    from impasto.video import is_video
+    if any(is_video(c) for c in args.content):
+        return _run_video(args)
     out = Path(args.output)
     if out.exists() and not out.is_dir():
         raise ImpastoError(f"{out}: the report goes into a folder; this is a file")
@@ -117,6 +132,40 @@ def run(args) -> int:
     for name, s in data["summary"].items():
         worth = ", ".join(str(w) if w is not None else f">{options.iterations}" for w in s["worth_iterations"])
         print(f"{name}: worth {worth} iterations (per photo); mean fast loss {s['fast_loss_mean']:.4g}")
+    print(f"wrote {out / 'index.html'}")
+    return 0
+
+
+def _run_video(args) -> int:
+    from pathlib import Path
+
+    from impasto.errors import ImpastoError
+    from impasto.serve.zoo import resolve_style
+    from impasto.training.compare_video import VideoCompareOptions, compare_video
+
+    if len(args.content) != 1:
+        raise ImpastoError("give one video with --content (photos and videos are compared separately)")
+    if args.model:
+        raise ImpastoError("--model is for photos; a video is compared with one fast model")
+    if not Path(args.content[0]).is_file():
+        raise ImpastoError(f"{args.content[0]}: no such file")
+    out = Path(args.output)
+    if out.exists() and not out.is_dir():
+        raise ImpastoError(f"{out}: the report goes into a folder; this is a file")
+    options = VideoCompareOptions(
+        size=args.size or 256, max_frames=args.max_frames or None,
+        iterations=args.iterations if args.iterations is not None else 30,
+        first_iterations=args.first_frame_iterations, precision=args.precision,
+        temporal_strength=args.temporal_strength, temporal_weight=args.temporal_weight, backend=args.backend,
+        threads=args.threads, seed=args.seed, progress=not args.quiet).check()
+    model = resolve_style(args.style[0], args.models)
+    log = (lambda s: None) if args.quiet else print
+    data = compare_video(args.content[0], model, out, options, style_image=args.style_image,
+                         vgg_weights=args.vgg_weights, style_search=[model.parent], log=log)
+    for r in data["runs"]:
+        print(f"{r['name']:>22}: {r['frames_per_second']:7.3g} frames/s, flicker {r['flicker']:.5f}, "
+              f"loss {r['loss']['total']:.4g}")
+    print(f"{'input video':>22}: flicker {data['input_flicker']:.5f} (for scale)")
     print(f"wrote {out / 'index.html'}")
     return 0
 
