@@ -4,9 +4,11 @@ For K = 1, 2, 4, 8, 16 soft masks (a smooth partition of the image), one loss ev
 (VGG forward + masked Gram losses on relu1_1..relu5_1 + backward to the pixels, bf16 autocast as
 in the optimisation loop) is timed two ways:
   batched  one VGG pass; all K masked Grams of a layer from `masked_grams` (chunked custom
-           autograd, memory of one chunk of masked features);
+           autograd, memory of one chunk of masked features, products in bf16 on AMX);
   plain    what the batched way replaces: each mask is its own full-image pass (VGG forward,
-           masked features, Gram), the K losses summed, one backward.
+           masked features, fp32 Gram), the K losses summed, one backward.
+The batched row also reports what its bf16 Grams cost in accuracy: the loss and its gradient
+against the same features with fp32 Grams.
 Each configuration runs in its own process so that its peak memory (VmHWM above the resident
 set before the first pass) is its own. Prints ratios measured in this one run; asserts nothing.
 
@@ -97,7 +99,24 @@ def measure(way: str, k: int, size: int, reps: int) -> dict:
         fn().backward()
         times.append(time.perf_counter() - t)
         x.grad = None
-    return {"way": way, "k": k, "seconds": min(times), "peak_mb": (_rss_kb("VmHWM") - base) / 1024}
+    row = {"way": way, "k": k, "seconds": min(times), "peak_mb": (_rss_kb("VmHWM") - base) / 1024}
+    if way == "batched":
+        row.update(bf16_error(vgg, loss, x))
+    return row
+
+
+def bf16_error(vgg, loss, x) -> dict:
+    """Loss and pixel-gradient of bf16 masked Grams against fp32 ones on the same features."""
+    import torch
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        feats = vgg(x)
+        fast = loss(feats)
+    (g_fast,) = torch.autograd.grad(fast, x, retain_graph=True)
+    with torch.autocast("cpu", enabled=False):
+        exact = loss(feats)                  # same bf16 features, fp32 Grams
+    (g_exact,) = torch.autograd.grad(exact, x)
+    cos = torch.nn.functional.cosine_similarity(g_fast.flatten(), g_exact.flatten(), dim=0)
+    return {"loss_rel_diff": abs(fast.item() - exact.item()) / exact.item(), "grad_cosine": cos.item()}
 
 
 def main() -> None:
@@ -124,7 +143,9 @@ def main() -> None:
                                   "--reps", str(args.reps)], capture_output=True, text=True, check=True)
             r = json.loads(out.stdout.strip().splitlines()[-1])
             rows[(way, k)] = r
-            print(f"  {way:7s} K={k:2d}: {r['seconds']:7.2f} s/iter  peak +{r['peak_mb']:7.0f} MB", flush=True)
+            extra = (f"  bf16 Grams vs fp32: loss {r['loss_rel_diff']:.2%} apart, gradient cosine {r['grad_cosine']:.5f}"
+                     if "loss_rel_diff" in r else "")
+            print(f"  {way:7s} K={k:2d}: {r['seconds']:7.2f} s/iter  peak +{r['peak_mb']:7.0f} MB{extra}", flush=True)
     b1 = rows[("batched", args.masks[0])]
     print(f"\nsoft masks at {args.size}x{args.size}, VGG16 relu1_1..relu5_1, bf16 autocast, one process per row")
     print(f"{'K':>3} {'batched s':>10} {'x K=1':>6} {'plain s':>9} {'plain/batched':>14} {'batched MB':>11} {'plain MB':>9}")

@@ -28,16 +28,21 @@ def _fp32(x: torch.Tensor) -> torch.Tensor:
     return x.float() if x.dtype != torch.float32 else x
 
 
-def gram(features: torch.Tensor, norm: str = "chw") -> torch.Tensor:
-    """(B, C, H, W) -> (B, C, C), always in fp32 (bf16 sums over many pixels lose the style).
+def gram(features: torch.Tensor, norm: str = "chw", bf16: bool = False) -> torch.Tensor:
+    """(B, C, H, W) -> (B, C, C) in fp32 (bf16 sums over many pixels lose the style).
 
     norm "chw": divide by C*H*W (Johnson). norm "pixels": divide by H*W, so images of very
     different sizes give comparable Grams (with `intensity` in StyleLoss setting the strength).
+    bf16: when bf16 autocast is on, multiply in bf16 (AMX; the matmul still sums in fp32, and
+    the result is rounded to bf16, ~0.4% of an entry). For fast-network training, where a
+    step's noise dwarfs that; the iterative optimiser keeps fp32 Grams.
     """
     b, c, h, w = features.shape
-    f = _fp32(features).reshape(b, c, h * w)
-    with torch.autocast("cpu", enabled=False):
-        g = torch.bmm(f, f.transpose(1, 2))
+    dev = features.device.type
+    low = bf16 and torch.is_autocast_enabled(dev) and torch.get_autocast_dtype(dev) == torch.bfloat16
+    f = (features.to(torch.bfloat16) if low else _fp32(features)).reshape(b, c, h * w)
+    with torch.autocast(dev, enabled=False):
+        g = torch.bmm(f, f.transpose(1, 2)).float()
     if norm == "chw":
         return g / (c * h * w)
     if norm == "pixels":
@@ -101,6 +106,7 @@ class StyleLoss(nn.Module):
             raise ImpastoError(f"{len(layer_weights)} style layer weights given for {len(self.layers)} layers")
         self.layer_weights = tuple(layer_weights) if layer_weights is not None else (1.0,) * len(self.layers)
         self.weight, self.gram_norm, self.intensity = weight, gram_norm, intensity
+        self.bf16_gram = False    # see gram(); fast training turns it on
         gram(torch.zeros(1, 1, 1, 1), gram_norm)  # validate early
         self.targets: dict[str, torch.Tensor] = {}
 
@@ -110,7 +116,8 @@ class StyleLoss(nn.Module):
                         for n in self.layers}
 
     def layer_losses(self, feats: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return {n: F.mse_loss(gram(feats[n], self.gram_norm), self.targets[n].expand(feats[n].shape[0], -1, -1))
+        return {n: F.mse_loss(gram(feats[n], self.gram_norm, self.bf16_gram),
+                              self.targets[n].expand(feats[n].shape[0], -1, -1))
                 for n in self.layers}
 
     def forward(self, feats: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -178,6 +178,8 @@ class FastStyleModule(pl.LightningModule):
         vgg_weights: VGG weight source (path or "torchvision"); default: $IMPASTO_VGG_WEIGHTS.
         lr: Adam learning rate.
         channels_last: run the transformer and VGG in channels-last memory format (faster on CPU).
+        bf16_gram: under bf16-mixed precision, multiply the style Grams in bf16 too (AMX; about
+            0.4% rounding per entry, far below a step's noise; bench/bench_training.py measures it).
         grid_size: how many held-out photos go into the stylised validation grid.
     """
 
@@ -186,7 +188,7 @@ class FastStyleModule(pl.LightningModule):
                  tv_weight: float = 0.0, histogram_weight: float = 0.0,
                  content_layers: Sequence[str] = JOHNSON_CONTENT, style_layers: Sequence[str] = JOHNSON_STYLE,
                  style_layer_weights: Optional[Sequence[float]] = None, vgg_weights: Optional[str] = None,
-                 lr: float = 1e-3, channels_last: bool = True, grid_size: int = 4):
+                 lr: float = 1e-3, channels_last: bool = True, bf16_gram: bool = True, grid_size: int = 4):
         super().__init__()
         if arch not in ARCHITECTURES:
             raise ImpastoError(f"unknown architecture {arch!r}; choose from {', '.join(ARCHITECTURES)}")
@@ -217,6 +219,7 @@ class FastStyleModule(pl.LightningModule):
                                          hp.style_layer_weights)
             if hp.channels_last:
                 loss = loss.to(memory_format=torch.channels_last)
+            loss.style.bf16_gram = hp.get("bf16_gram", True)   # checkpoints from before the option: on
             object.__setattr__(self, "loss_fn", loss)
         loss = self.loss_fn.to(device)
         style = load_style_image(hp.style_image, hp.style_size).to(device)
