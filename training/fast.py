@@ -18,6 +18,7 @@ import json
 import os
 import tempfile
 import time
+import warnings
 from collections import deque
 from dataclasses import asdict
 from pathlib import Path
@@ -472,10 +473,14 @@ def cli_main(argv: Optional[list[str]] = None) -> int:
                                     CSVLogger(str(run_dir), name="csv", version="")]
             return super().instantiate_trainer(**kwargs)
 
-    cli = FastStyleCLI(FastStyleModule, PhotoDataModule, run=False, args=argv,
-                       trainer_defaults=TRAINER_DEFAULTS, seed_everything_default=0,
-                       save_config_kwargs={"overwrite": True}, auto_configure_optimizers=False,
-                       parser_kwargs={"prog": "impasto train", "default_env": False})
+    with warnings.catch_warnings():
+        # `impasto train ...` hands LightningCLI its own arguments; sys.argv (kept as it is: DDP's
+        # launcher re-runs it for the other ranks) holds the same ones, which LightningCLI warns about.
+        warnings.filterwarnings("ignore", message=".*args parameter is intended to run from within Python")
+        cli = FastStyleCLI(FastStyleModule, PhotoDataModule, run=False, args=argv,
+                           trainer_defaults=TRAINER_DEFAULTS, seed_everything_default=0,
+                           save_config_kwargs={"overwrite": True}, auto_configure_optimizers=False,
+                           parser_kwargs={"prog": "impasto train", "default_env": False})
     cfg = cli.config.as_dict()
     if cfg.get("threads"):
         torch.set_num_threads(cfg["threads"])
