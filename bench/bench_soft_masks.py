@@ -115,7 +115,7 @@ def bf16_error(vgg, loss, x) -> dict:
     with torch.autocast("cpu", enabled=False):
         exact = loss(feats)                  # same bf16 features, fp32 Grams
     (g_exact,) = torch.autograd.grad(exact, x)
-    cos = torch.nn.functional.cosine_similarity(g_fast.flatten(), g_exact.flatten(), dim=0)
+    cos = torch.nn.functional.cosine_similarity(g_fast.double().flatten(), g_exact.double().flatten(), dim=0)
     return {"loss_rel_diff": abs(fast.item() - exact.item()) / exact.item(), "grad_cosine": cos.item()}
 
 

@@ -40,9 +40,16 @@ def gram(features: torch.Tensor, norm: str = "chw", bf16: bool = False) -> torch
     b, c, h, w = features.shape
     dev = features.device.type
     low = bf16 and torch.is_autocast_enabled(dev) and torch.get_autocast_dtype(dev) == torch.bfloat16
-    f = (features.to(torch.bfloat16) if low else _fp32(features)).reshape(b, c, h * w)
+    f = features.to(torch.bfloat16) if low else _fp32(features)
     with torch.autocast(dev, enabled=False):
-        g = torch.bmm(f, f.transpose(1, 2)).float()
+        if f.is_contiguous(memory_format=torch.channels_last) and not f.is_contiguous():
+            # (B, HW, C) is a free view of channels-last memory: no copy, and the gradient comes
+            # back in the same layout (adding it to the next layer's costs no transpose).
+            f = f.permute(0, 2, 3, 1).reshape(b, h * w, c)
+            g = torch.bmm(f.transpose(1, 2), f).float()
+        else:
+            f = f.reshape(b, c, h * w)
+            g = torch.bmm(f, f.transpose(1, 2)).float()
     if norm == "chw":
         return g / (c * h * w)
     if norm == "pixels":

@@ -33,6 +33,28 @@ def test_gram_is_fp32_under_bf16_autocast():
         assert gram(f.bfloat16()).dtype == torch.float32
 
 
+def test_gram_is_the_same_in_either_memory_layout_with_its_gradient():
+    f = torch.randn(2, 8, 5, 6)
+    a = f.clone().requires_grad_(True)
+    b = f.clone().contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    ga, gb = gram(a), gram(b)
+    torch.testing.assert_close(ga, gb)
+    (ga ** 2).sum().backward()
+    (gb ** 2).sum().backward()
+    torch.testing.assert_close(a.grad, b.grad)
+
+
+def test_bf16_gram_only_on_request_and_close_to_fp32():
+    f = torch.rand(1, 16, 32, 32)
+    exact = gram(f)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.equal(gram(f), exact)                 # the default stays fp32
+        fast = gram(f, bf16=True)
+    assert fast.dtype == torch.float32 and not torch.equal(fast, exact)
+    assert (fast - exact).abs().max() < 1e-2 * exact.abs().max()
+    assert torch.equal(gram(f, bf16=True), exact)         # no autocast: fp32 whatever is asked
+
+
 def test_each_term_is_zero_at_its_target_and_positive_elsewhere(vgg_weights, pair):
     content, style = pair
     loss = PerceptualLoss(vgg_weights, content=ContentLoss(), style=StyleLoss(), histogram=HistogramLoss(),
