@@ -4,7 +4,7 @@ For K = 1, 2, 4, 8, 16 soft masks (a smooth partition of the image), one loss ev
 (VGG forward + masked Gram losses on relu1_1..relu5_1 + backward to the pixels, bf16 autocast as
 in the optimisation loop) is timed two ways:
   batched  one VGG pass; all K masked Grams of a layer from `masked_grams` (chunked custom
-           autograd, memory of one chunk of masked features, products in bf16 on AMX);
+           autograd, memory of one chunk of masked features, products in bf16);
   plain    what the batched way replaces: each mask is its own full-image pass (VGG forward,
            masked features, fp32 Gram), the K losses summed, one backward.
 The batched row also reports what its bf16 Grams cost in accuracy: the loss and its gradient

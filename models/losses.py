@@ -33,9 +33,9 @@ def gram(features: torch.Tensor, norm: str = "chw", bf16: bool = False) -> torch
 
     norm "chw": divide by C*H*W (Johnson). norm "pixels": divide by H*W, so images of very
     different sizes give comparable Grams (with `intensity` in StyleLoss setting the strength).
-    bf16: when bf16 autocast is on, multiply in bf16 (AMX; the matmul still sums in fp32, and
-    the result is rounded to bf16, ~0.4% of an entry). For fast-network training, where a
-    step's noise dwarfs that; the iterative optimiser keeps fp32 Grams.
+    bf16: when bf16 autocast is on, multiply in bf16 (the CPU's bf16 units; the matmul still
+    sums in fp32, and the result is rounded to bf16, ~0.4% of an entry). For fast-network
+    training, where a step's noise dwarfs that; the iterative optimiser keeps fp32 Grams.
     """
     b, c, h, w = features.shape
     dev = features.device.type

@@ -34,9 +34,9 @@ class _MaskedGram(torch.autograd.Function):
 
     forward: (C, N) features, (K, N) masks -> (K, C, C) in fp32; masks are constants (no gradient).
     backward: dL/df = sum_k (S_k f) * m_k with S_k = dG_k + dG_k^T, chunked over k.
-    The products run in `dtype`: bf16 puts them on the AMX units (2-4x faster than fp32 here;
-    the matmuls accumulate in fp32, so the Grams differ from fp32 ones by ~0.4% of their largest
-    entry, the rounding of f and m; bench/bench_soft_masks.py measures the loss difference).
+    The products run in `dtype`: bf16 puts them on the CPU's bf16 units (2-4x faster than fp32
+    here); the matmuls accumulate in fp32, so the Grams differ from fp32 ones by ~0.4% of their
+    largest entry, the rounding of f and m (bench/bench_soft_masks.py measures the loss difference).
     """
 
     @staticmethod

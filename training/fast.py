@@ -179,7 +179,7 @@ class FastStyleModule(pl.LightningModule):
         vgg_weights: VGG weight source (path or "torchvision"); default: $IMPASTO_VGG_WEIGHTS.
         lr: Adam learning rate.
         channels_last: run the transformer and VGG in channels-last memory format (faster on CPU).
-        bf16_gram: under bf16-mixed precision, multiply the style Grams in bf16 too (AMX; about
+        bf16_gram: under bf16-mixed precision, multiply the style Grams in bf16 too (AVX-512 BF16 units; about
             0.4% rounding per entry, far below a step's noise; bench/bench_training.py measures it).
         grid_size: how many held-out photos go into the stylised validation grid.
     """
