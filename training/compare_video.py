@@ -158,7 +158,9 @@ def compare_video(source: str | os.PathLike, model: str | os.PathLike, output_di
     style_path = find_style_image(params, card, style_image, style_search)
     objective = build_fast_objective(params, style_path, vgg_weights)
     engine = load_engine(model, options.backend, options.threads)
-    run_network(engine, np.zeros((32, 32, 3), np.float32))   # warm-up: the first run's speed is not its start-up
+    # Warm-up at the frames' size: a runtime's first pass at a new shape plans its memory, and
+    # that would land on the first run's speed.
+    run_network(engine, next(iter(vio.read_frames(source, options.size))))
     torch.manual_seed(options.seed)
     out.mkdir(parents=True, exist_ok=True)
     log(f"{Path(source).name}: {info.describe()}; comparing at {options.size} px, "
