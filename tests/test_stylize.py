@@ -123,6 +123,32 @@ def test_bundled_zoo_styles_if_any(tmp_path, data):
         assert r.returncode == 0, r.stderr
 
 
+def _top_stripe_ratio(y: np.ndarray) -> float:
+    """Vertical gradient energy of the top 6 rows over that of rows 20-60: > 1 for a band."""
+    v = np.abs(np.diff(y, axis=0)).mean(axis=(1, 2))
+    return float(v[:6].mean() / v[20:60].mean())
+
+
+def test_edge_margin_keeps_the_band_off_the_picture(data):
+    """The bundled starry_night paints stripes along the top edge of whatever it is given; the
+    reflected margin takes them, and they are cropped away with it."""
+    from impasto import images
+    from impasto.serve import zoo
+    from impasto.serve.runtime import load_engine
+    from impasto.serve.stylize import run_network
+    engine = load_engine(zoo.resolve_style("starry_night"), "ort")
+    photo = images.load(data / "content" / "chicago.jpg", max_side=256)
+    assert _top_stripe_ratio(run_network(engine, photo, margin=0)) > 2.5
+    assert _top_stripe_ratio(run_network(engine, photo)) < 1.5
+
+
+@pytest.mark.parametrize("h, w", [(1, 1), (2, 7), (5, 3), (17, 40)])
+def test_images_smaller_than_the_margin(engine, h, w):
+    from impasto.serve.stylize import run_network
+    y = run_network(engine, np.random.default_rng(0).random((h, w, 3), dtype=np.float32))
+    assert y.shape == (h, w, 3) and np.isfinite(y).all()
+
+
 # ----------------------------------------------------------------------------- tiling
 
 def test_tile_grid_covers_and_overlaps():
