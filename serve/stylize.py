@@ -3,9 +3,10 @@
 The network downsamples by 4, so each input is reflect-padded to a multiple of 4 and the output
 cropped back. It also gets a reflected margin of EDGE_MARGIN pixels on every side, cropped away
 afterwards: the networks' zero-padded convolutions paint bands along the image's edges (the
-bundled starry_night: stripes 16 px deep along the top), and the margin is where they land. Photos larger than `tile` pixels on a side are cut into overlapping tiles, each run
-on its own, and blended back with linear (feathered) weights across the overlaps, so a 4000 px
-photo needs the memory of one tile's activations (plus the output) and shows no seams.
+bundled starry_night: stripes 16 px deep along the top), and the margin is where they land.
+Photos larger than `tile` pixels on a side are cut into overlapping tiles, each run on its own,
+and blended back with linear (feathered) weights across the overlaps, so a 4000 px photo needs
+the memory of one tile's activations (plus the output) and shows no seams.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class Options:
     preserve_color: bool = False   # keep the photo's colours, take the style's luminance
     tile: int = DEFAULT_TILE       # the longest side run in one pass; 0 disables tiling
     overlap: int = DEFAULT_OVERLAP
+    margin: int = EDGE_MARGIN      # reflected border run with the image and cropped away; 0 is ~20% faster at 512 px
 
     def check(self) -> "Options":
         if not (0.0 <= self.strength <= 1.0) or math.isnan(self.strength):
@@ -37,6 +39,8 @@ class Options:
             raise ImpastoError(f"tile must be at least 64 px (or 0 for no tiling), not {self.tile}")
         if self.tile and not (0 <= self.overlap <= self.tile // 2):
             raise ImpastoError(f"overlap must be between 0 and tile/2, not {self.overlap}")
+        if not 0 <= self.margin <= 256:
+            raise ImpastoError(f"edge margin must be between 0 and 256 px, not {self.margin}")
         return self
 
 
@@ -89,16 +93,16 @@ def _ramp(length: int, lead: int, trail: int) -> np.ndarray:
     return r
 
 
-def stylize_tiled(engine, arr: np.ndarray, tile: int, overlap: int,
+def stylize_tiled(engine, arr: np.ndarray, tile: int, overlap: int, margin: int = EDGE_MARGIN,
                   progress: Callable[[int, int], None] | None = None) -> np.ndarray:
     h, w = arr.shape[:2]
     boxes = tile_grid(h, w, tile, overlap)
     if len(boxes) == 1:
-        return run_network(engine, arr)
+        return run_network(engine, arr, margin)
     out = np.zeros((h, w, 3), np.float32)
     weight = np.zeros((h, w, 1), np.float32)
     for i, (y0, y1, x0, x1) in enumerate(boxes):
-        y = run_network(engine, arr[y0:y1, x0:x1])
+        y = run_network(engine, arr[y0:y1, x0:x1], margin)
         # Feather only the sides that overlap a neighbour, across the whole shared band.
         top = max((b[1] - y0 for b in boxes if b[0] < y0 and b[1] > y0 and b[2] < x1 and b[3] > x0),
                   default=0)
@@ -163,9 +167,9 @@ def stylize_array(engine, arr: np.ndarray, options: Options | None = None,
     if options.strength == 0.0:
         return arr.copy()
     if options.tile and max(arr.shape[:2]) > options.tile:
-        out = stylize_tiled(engine, arr, options.tile, options.overlap, progress)
+        out = stylize_tiled(engine, arr, options.tile, options.overlap, options.margin, progress)
     else:
-        out = run_network(engine, arr)
+        out = run_network(engine, arr, options.margin)
     if options.preserve_color:
         out = preserve_color(out, arr)
     return blend(out, arr, options.strength)

@@ -288,7 +288,7 @@ def run_stylize(args) -> int:
     if args.size is not None and args.size < 16:
         raise ImpastoError(f"--size must be at least 16 px, not {args.size}")
     options = Options(strength=args.strength, preserve_color=args.preserve_color, tile=args.tile,
-                      overlap=args.overlap).check()
+                      overlap=args.overlap, margin=args.edge_margin).check()
     info = vio.probe(args.input)  # a clear error for a broken file before the model loads
     model = zoo.resolve_style(args.style, args.models)
     engine = load_engine(model, args.backend)

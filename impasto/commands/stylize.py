@@ -30,6 +30,9 @@ def register(sub) -> None:
     p.add_argument("--tile", type=int, default=1024,
                    help="run photos larger than this many px a side in overlapping tiles (0 = never)")
     p.add_argument("--overlap", type=int, default=128, help="tile overlap in px (default 128)")
+    p.add_argument("--edge-margin", type=int, default=16, metavar="PX",
+                   help="reflected border run with the photo and cropped away, so the network's edge "
+                        "artefacts fall outside the picture (default 16; 0 is ~20%% faster at 512 px)")
     p.add_argument("--backend", default="auto", choices=["auto", "ort", "ort-cuda", "openvino", "openvino-fp32"],
                    help="inference backend (default: auto)")
     p.add_argument("--format", choices=["png", "jpg", "webp"], default=None,
@@ -55,7 +58,7 @@ def run(args) -> int:
         return run_stylize(args)
 
     options = Options(strength=args.strength, preserve_color=args.preserve_color, tile=args.tile,
-                      overlap=args.overlap).check()
+                      overlap=args.overlap, margin=args.edge_margin).check()
     if args.size is not None and args.size < 16:
         raise ImpastoError(f"--size must be at least 16 px, not {args.size}")
     src, out = Path(args.input), Path(args.output)
