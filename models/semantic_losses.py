@@ -57,7 +57,7 @@ class _MaskedGram(torch.autograd.Function):
         f, m = ctx.saved_tensors
         k, (c, n) = m.shape[0], f.shape
         sym = (grad + grad.transpose(1, 2)).to(f.dtype)
-        gf = torch.zeros(c, n, dtype=torch.float32)
+        gf = torch.zeros(c, n, dtype=torch.float32, device=f.device)
         for s in range(0, k, ctx.chunk):
             sf = (sym[s:s + ctx.chunk].reshape(-1, c) @ f).reshape(-1, c, n)  # (k', C, N)
             gf += (sf * m[s:s + ctx.chunk, None, :]).sum(0, dtype=torch.float32)

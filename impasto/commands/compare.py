@@ -22,9 +22,10 @@ The iterative runs use L-BFGS from the photo; "worth N iterations" is the first 
 loss is at most the fast model's. Speed-table figures for sizes other than --size are
 extrapolated from --speed-measure timed iterations (the report marks them).
 Defaults: --size 512 and --iterations 500 for the report; --size 256 and --iterations 150 per cell
-with --algorithms; --size 256, --iterations 30 a frame and --max-frames 24 for a video (four runs:
-fast and iterative, each per frame and with temporal consistency). The objective options below apply to --algorithms only (the report always
-uses the fast model's own training objective); --lr is the L-BFGS step (0.5 for the report)."""
+with --algorithms; --size 256, --iterations 30 a frame and --max-frames 24 for a video (four
+runs: fast and iterative, each per frame and with temporal consistency). The objective options
+below apply to --algorithms only (the reports always use the fast model's own training
+objective); --lr is the L-BFGS step (0.5 for the photo report)."""
 
 
 def _ints(text: str) -> list[int]:
