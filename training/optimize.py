@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -265,11 +265,3 @@ def stylize(content: np.ndarray, styles: Sequence[np.ndarray], config: OptimizeC
     if config.preserve_color == "luminance":
         image = color.keep_colors(image, original)
     return OptimizeResult(image, history, total_iters, result.interrupted, total_seconds)
-
-
-def config_from_kwargs(**kwargs) -> OptimizeConfig:
-    known = {f.name for f in fields(OptimizeConfig)}
-    bad = set(kwargs) - known
-    if bad:
-        raise ImpastoError(f"unknown option(s): {', '.join(sorted(bad))}")
-    return OptimizeConfig(**kwargs)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -555,11 +555,3 @@ def _window_grams(feats: torch.Tensor, window: Optional[torch.Tensor]) -> torch.
             return torch.bmm(f, f.transpose(1, 2)) / (hh * ww)
         wv = window.reshape(1, 1, -1).to(f.dtype)
         return torch.bmm(f * wv, f.transpose(1, 2)) / wv.sum()
-
-
-def semantic_config_from_kwargs(**kwargs) -> SemanticConfig:
-    known = {f.name for f in fields(SemanticConfig)}
-    bad = set(kwargs) - known
-    if bad:
-        raise ImpastoError(f"unknown semantic option(s): {', '.join(sorted(bad))}")
-    return SemanticConfig(**kwargs)
