@@ -23,7 +23,7 @@ from impasto.models.losses import GATYS_CONTENT, GATYS_STYLE
 from impasto.models.tensors import to_tensor
 from impasto.models.vgg import layer_names
 from impasto.models.weights import load_vgg_weights
-from impasto.training.optimize import OptimizeConfig, build_objective, stylize
+from impasto.training.iterative.optimize import OptimizeConfig, build_objective, stylize
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.path.join(HERE, "..", "..", "shared", "data")

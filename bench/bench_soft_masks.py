@@ -51,15 +51,14 @@ def measure(way: str, k: int, size: int, reps: int) -> dict:
     import torch
 
     from impasto import images
-    from impasto.models.semantic import layer_masks
     from impasto.models.semantic_losses import RegionStyleLoss, masked_grams, masked_grams_plain
     from impasto.models.tensors import to_tensor
-    from impasto.models.vgg import VGGFeatures
+    from impasto.models.vgg import VGGEncoder, layer_masks
     from impasto.models.weights import load_vgg_weights
 
     torch.manual_seed(0)
     weights = load_vgg_weights(None)
-    vgg = VGGFeatures(weights, LAYERS)
+    vgg = VGGEncoder(weights, LAYERS)
     data = os.environ.get("IMPASTO_SHARED", os.path.join(os.path.dirname(__file__), "..", "..", "shared"))
     img = images.load(os.path.join(data, "data", "doodle", "Monet.jpg"))
     img = images.resize_to(img, (size, size))

@@ -3,7 +3,7 @@
     python bench/bench_training.py [--size 256] [--batch 4] [--steps 3] [--threads N]
 
 Reference: fp32, NCHW, the style image's Gram targets recomputed every step (a VGG pass over the
-painting each step), the same PerceptualLoss terms. Ours: FastStyleModule's step: bf16 autocast,
+painting each step), the same Objective terms. Ours: FastStyleModule's step: bf16 autocast,
 channels-last, Gram targets computed once. Both train the same network from the same weights on
 the same batches of real photos, so the losses are comparable step by step:
   - ours in fp32 must match the reference within 1% at every step (same maths, other layout),
@@ -19,7 +19,6 @@ import copy
 import os
 import sys
 import time
-import types
 from pathlib import Path
 
 import torch
@@ -29,7 +28,7 @@ BF16_TOLERANCE = 0.05   # relative, per step: bf16 VGG activations vs fp32
 
 
 def photos(size: int, batch: int, steps: int) -> list[torch.Tensor]:
-    from impasto.training.data import PhotoDataModule
+    from impasto.training.fast.data import PhotoDataModule
     dm = PhotoDataModule(str(REPO.parent / "shared" / "data" / "coco_sample"), holdout=8, image_size=size,
                          resize_size=size, batch_size=batch)
     dm.setup()
@@ -38,22 +37,12 @@ def photos(size: int, batch: int, steps: int) -> list[torch.Tensor]:
     return [torch.stack(xs[i * batch:(i + 1) * batch]) for i in range(steps)]
 
 
-def plain_vgg_forward(self, image):
-    x = self.preprocess(image)
-    out = {}
-    for name, module in self.body.named_children():
-        x = module(x)
-        if name in self.layers:
-            out[name] = x
-    return out
-
-
 def reference_loop(net, style, batches, weights):
     """The plain loop: fp32, NCHW, targets recomputed each step."""
-    from impasto.training.fast import build_perceptual_loss
+    from impasto.training.fast.module import build_perceptual_loss
     loss_fn = build_perceptual_loss(os.environ.get("IMPASTO_VGG_WEIGHTS"), *weights)
     loss_fn.vgg.to(memory_format=torch.contiguous_format)
-    loss_fn.vgg.forward = types.MethodType(plain_vgg_forward, loss_fn.vgg)   # no layout tricks
+    loss_fn.vgg.channels_last = False                 # no layout tricks
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     losses, times = [], []
     for x in batches:
@@ -98,7 +87,7 @@ def main() -> int:
         torch.set_num_threads(a.threads)
     os.environ.setdefault("IMPASTO_VGG_WEIGHTS", str(REPO.parent / "shared" / "weights" / "vgg16_hed_bsds500.weights.h5"))
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-    from impasto.training.fast import FastStyleModule, load_style_image
+    from impasto.training.fast.module import FastStyleModule, load_style_image
 
     batches = photos(a.size, a.batch, a.steps + 1)
     cw, sw, tv = 1.0, 30.0, 0.0

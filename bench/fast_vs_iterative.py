@@ -46,9 +46,11 @@ def main() -> int:
 
     from impasto import images
     from impasto.models.tensors import to_array
-    from impasto.training.data import PhotoDataModule
-    from impasto.training.fast import build_perceptual_loss, load_fast_checkpoint, load_style_image, write_model_card
-    from impasto.training.optimize import optimize_pixels
+    from impasto.training.fast.data import PhotoDataModule
+    from impasto.models.zoo.card import write_card
+    from impasto.training.fast.checkpoint import load_fast_checkpoint
+    from impasto.training.fast.module import build_perceptual_loss, load_style_image
+    from impasto.training.iterative.optimize import optimize_pixels
 
     net, meta = load_fast_checkpoint(a.checkpoint)
     cfg = meta.get("config") or {}
@@ -105,7 +107,7 @@ def main() -> int:
                "note": "L-BFGS on pixels from the photo, same objective; iterations = loss evaluations"}
     print(f"median: the fast model is worth {med} L-BFGS iterations (Johnson et al.: 50-100)")
     if a.card:
-        write_model_card({"quality": {"fast_vs_iterative": summary}}, a.card)
+        write_card(a.card, {"quality": {"fast_vs_iterative": summary}}, merge_nested=True)
         print(f"merged into {a.card}")
     print(json.dumps(summary["photos"][0]))
     return 0

@@ -21,6 +21,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from impasto.errors import ImpastoError
+from impasto.files import atomic_write_bytes
 
 # Opset 21 (ONNX 1.16): the newest that the oldest onnxruntime this package allows (1.18) runs,
 # so an exported file loads everywhere impasto installs (and in Triton releases that bundle
@@ -32,30 +33,6 @@ META_PREFIX = "impasto."
 
 
 # ----------------------------------------------------------------------------- files
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write to a temporary file in the same folder, fsync, then rename over `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644 & ~_umask())  # mkstemp makes 0600; models are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
 
 def save_model(model, path: str | os.PathLike) -> Path:
     """Serialise an onnx.ModelProto atomically (these models are far below the 2 GB protobuf cap)."""

@@ -8,7 +8,6 @@ model, keeping whatever the training side already wrote there.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import statistics
@@ -19,46 +18,27 @@ from typing import Sequence
 
 import numpy as np
 
+from impasto import images
 from impasto.errors import ImpastoError
+from impasto.files import atomic_write_bytes
+from impasto.models.zoo.card import card_from_meta, write_card, write_style_thumbnail
+from impasto.serve.runtime import OpenVinoEngine, OrtEngine, cpu_has_bf16, openvino_available
+from impasto.serve.stylize import run_network
+from impasto.training.fast.checkpoint import load_fast_checkpoint
 
-from .onnx_export import (DEFAULT_OPSET, atomic_write_bytes, calibration_batches, export_onnx, parity,
+from .onnx_export import (DEFAULT_OPSET, calibration_batches, export_onnx, parity,
                           sha256, to_fp16, to_int8)
 
 
 # ----------------------------------------------------------------------------- checkpoints
 
-def _strip(state: dict) -> dict:
-    for prefix in ("net.", "model.", "transformer.", "module."):
-        if state and all(k.startswith(prefix) for k in state):
-            state = {k[len(prefix):]: v for k, v in state.items()}
-    return state
-
-
 def load_checkpoint(path: str | os.PathLike, arch: str | None = None, style: str | None = None):
-    """(net, meta) from a fast-network checkpoint: the training package's loader when present,
-    else a Lightning checkpoint or a bare state dict of a TransformerNet."""
+    """(net, meta) from a checkpoint written by `impasto train`; `arch` and `style` override its meta."""
     path = Path(path)
     if not path.is_file():
         raise ImpastoError(f"{path}: no such checkpoint")
-    try:
-        from impasto.training.fast import load_fast_checkpoint  # the training side's own loader
-    except ImportError:
-        load_fast_checkpoint = None
-    if load_fast_checkpoint is not None:
-        net, meta = load_fast_checkpoint(path)
-        meta = dict(meta or {})
-    else:
-        import torch
-        from impasto.models.transformer import TransformerNet
-        obj = torch.load(path, map_location="cpu", weights_only=False)
-        hp = (obj.get("hyper_parameters") or obj.get("meta") or {}) if isinstance(obj, dict) else {}
-        state = obj.get("state_dict", obj) if isinstance(obj, dict) else obj
-        meta = {k: hp[k] for k in ("style", "arch", "style_image", "steps", "config_hash") if k in hp}
-        net = TransformerNet(arch or meta.get("arch") or "johnson")
-        try:
-            net.load_state_dict(_strip({k: v for k, v in state.items() if hasattr(v, "shape")}))
-        except (RuntimeError, AttributeError) as exc:
-            raise ImpastoError(f"{path}: not a TransformerNet checkpoint ({exc})") from None
+    net, meta = load_fast_checkpoint(path)
+    meta = dict(meta or {})
     if arch:
         meta["arch"] = arch
     meta.setdefault("arch", getattr(net, "arch_name", "johnson"))
@@ -90,8 +70,6 @@ def measure_backends(files: dict[str, Path], photos: Sequence[np.ndarray], size:
 
     files: {"fp32": path, "fp16": path, "int8": path}. OpenVINO (fp32, and bf16 when the CPU has
     it) runs the fp32 file, as the runtime does."""
-    from impasto.serve.runtime import OpenVinoEngine, OrtEngine, cpu_has_bf16, openvino_available
-    from impasto.serve.stylize import run_network
     engines = {"onnxruntime-fp32": lambda: OrtEngine(files["fp32"], threads)}
     if "fp16" in files:
         engines["onnxruntime-fp16"] = lambda: OrtEngine(files["fp16"], threads)
@@ -129,42 +107,14 @@ def measure_backends(files: dict[str, Path], photos: Sequence[np.ndarray], size:
 
 
 def render_preview(onnx_path, photo: np.ndarray, out: Path) -> Path:
-    from impasto import images
-    from impasto.serve.runtime import OrtEngine
-    from impasto.serve.stylize import run_network
     y = run_network(OrtEngine(onnx_path), photo)
     atomic_write_bytes(out, images.encode(y, "PNG"))
     return out
 
 
-# ----------------------------------------------------------------------------- card
-
-def _no_machine_paths(value):
-    """Cards ship with the package: an absolute path of the exporting machine becomes its file name."""
-    if isinstance(value, dict):
-        return {k: _no_machine_paths(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_no_machine_paths(v) for v in value]
-    if isinstance(value, str) and os.path.isabs(value) and len(value) < 4096:
-        return Path(value).name
-    return value
-
-
-def merge_card(card_path: Path, updates: dict) -> dict:
-    card = {}
-    if card_path.is_file():
-        try:
-            card = json.loads(card_path.read_text())
-        except ValueError:
-            card = {}
-    card.update(updates)
-    card = _no_machine_paths(card)
-    atomic_write_bytes(card_path, (json.dumps(card, indent=2, sort_keys=False) + "\n").encode())
-    return card
-
+# ----------------------------------------------------------------------------- the export
 
 def _real_photos(paths: Sequence[Path], size: int) -> list[np.ndarray]:
-    from impasto import images
     return [images.load(p, max_side=size) for p in paths]
 
 
@@ -191,11 +141,7 @@ def export_style(checkpoint, output, *, style: str | None = None, arch: str | No
     worst = max(r["max_abs_diff"] for r in par.values())
     if worst > 1e-3:
         raise ImpastoError(f"ONNX output differs from PyTorch by up to {worst:.3g}: export is broken")
-    try:
-        from impasto.training.fast import card_from_meta
-        training_half = card_from_meta(meta)
-    except ImportError:
-        training_half = {k: meta[k] for k in ("style", "arch", "steps", "config_hash") if k in meta}
+    training_half = card_from_meta(meta)
     report = {**training_half, "style": meta["style"], "arch": meta["arch"],
               "onnx": {"file": output.name, "opset": opset, "bytes": output.stat().st_size,
                        "sha256": sha256(output), "inputs": "float32 NCHW RGB 0..1, dynamic N/H/W",
@@ -220,11 +166,15 @@ def export_style(checkpoint, output, *, style: str | None = None, arch: str | No
                 f.unlink(missing_ok=True)
             os.rmdir(vdir)
     if preview_photo:
-        from impasto import images
         prev = render_preview(output, images.load(preview_photo, max_side=384), output.with_suffix(".png"))
         report["preview"] = prev.name
         log(f"preview {prev}")
+    style_image = Path(str(meta.get("style_image") or ""))
+    if style_image.is_file():   # compare needs the painting wherever the model goes
+        thumb = write_style_thumbnail(style_image, output)
+        report["style_thumbnail"] = thumb.name
+        log(f"style thumbnail {thumb}")
     if card:
-        merge_card(Path(card), report)
+        write_card(Path(card), report)
         log(f"model card {card}")
     return report

@@ -8,6 +8,7 @@ import argparse
 import importlib
 import sys
 
+from .commands.options import HelpFormatter
 from .errors import ImpastoError
 
 COMMANDS = (
@@ -26,18 +27,11 @@ Run `impasto COMMAND --help` for each command's options and examples."""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="impasto", description=DESCRIPTION,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="impasto", description=DESCRIPTION, formatter_class=HelpFormatter)
     parser.add_argument("--version", action="version", version=f"impasto {__import__('impasto').__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"impasto.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"impasto.commands.{name}":
-                continue  # not built yet
-            raise
-        module.register(sub)
+        importlib.import_module(f"impasto.commands.{name}").register(sub)
     return parser
 
 

@@ -1,9 +1,6 @@
-"""Networks and the perceptual objective: VGG loss network with its weight sources, losses."""
-
-from .losses import (ContentLoss, HistogramLoss, MRFLoss, PerceptualLoss, StyleLoss, TVLoss, gram)
-from .tensors import to_array, to_tensor
-from .vgg import VGGFeatures, layer_names
-from .weights import VGGWeights, load_vgg_weights
-
-__all__ = ["ContentLoss", "HistogramLoss", "MRFLoss", "PerceptualLoss", "StyleLoss", "TVLoss", "gram",
-           "to_array", "to_tensor", "VGGFeatures", "layer_names", "VGGWeights", "load_vgg_weights"]
+"""The models: the VGG encoder and its weight sources (`vgg`, `weights`), the loss terms (`losses`,
+`semantic_losses`), the `Objective` that runs them (`objective`), semantic maps and masks
+(`semantic`), the transformer networks (`transformer`) and the bundled styles with their model
+card (`zoo`). Import from the submodules; this package file imports nothing, so `impasto.models.zoo`
+stays torch-free for the server.
+"""

@@ -1,8 +1,9 @@
-"""Perceptual losses as small composable modules, shared by the iterative and the fast path.
+"""Perceptual loss terms as small composable modules, shared by the iterative and the fast path.
 
-Each term names the VGG layers it reads; `PerceptualLoss` runs the VGG once for the union of
-layers and sums the weighted terms. Style-side targets (Gram matrices, histograms, patches) are
-computed once by `set_targets`, never per step.
+Each term names the VGG layers it reads (`layers`) and returns its weighted value from a dict of
+features; a term on the pixels themselves (TV) has no layers and says so (`on_pixels`). The
+`Objective` (objective.py) runs the VGG once for the union of layers and sums the named terms.
+Style-side targets (Gram matrices, histograms, patches) are computed once, never per step.
 """
 
 from __future__ import annotations
@@ -15,8 +16,6 @@ from torch import nn
 
 from impasto.errors import ImpastoError
 
-from .vgg import VGGFeatures
-from .weights import VGGWeights
 
 GATYS_CONTENT = ("relu4_2",)
 GATYS_STYLE = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
@@ -24,7 +23,7 @@ JOHNSON_CONTENT = ("relu2_2",)
 JOHNSON_STYLE = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
 
 
-def _fp32(x: torch.Tensor) -> torch.Tensor:
+def fp32(x: torch.Tensor) -> torch.Tensor:
     return x.float() if x.dtype != torch.float32 else x
 
 
@@ -40,7 +39,7 @@ def gram(features: torch.Tensor, norm: str = "chw", bf16: bool = False) -> torch
     b, c, h, w = features.shape
     dev = features.device.type
     low = bf16 and torch.is_autocast_enabled(dev) and torch.get_autocast_dtype(dev) == torch.bfloat16
-    f = features.to(torch.bfloat16) if low else _fp32(features)
+    f = features.to(torch.bfloat16) if low else fp32(features)
     with torch.autocast(dev, enabled=False):
         if f.is_contiguous(memory_format=torch.channels_last) and not f.is_contiguous():
             # (B, HW, C) is a free view of channels-last memory: no copy, and the gradient comes
@@ -85,7 +84,7 @@ class ContentLoss(nn.Module):
         targets = targets if targets is not None else self.targets
         total = 0.0
         for n in self.layers:
-            x, t = _fp32(feats[n]), _fp32(targets[n])
+            x, t = fp32(feats[n]), fp32(targets[n])
             if x.shape[-2:] != t.shape[-2:]:
                 raise ImpastoError(f"content target at {n} is {tuple(t.shape[-2:])}, the image gives "
                                    f"{tuple(x.shape[-2:])}: set the content target at the output size")
@@ -135,12 +134,15 @@ class StyleLoss(nn.Module):
 class TVLoss(nn.Module):
     """Total variation: mean squared difference of neighbouring pixels."""
 
+    layers = ()
+    on_pixels = True
+
     def __init__(self, weight: float = 1.0):
         super().__init__()
         self.weight = weight
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        image = _fp32(image)
+        image = fp32(image)
         dx = image[..., :, 1:] - image[..., :, :-1]
         dy = image[..., 1:, :] - image[..., :-1, :]
         return self.weight * (dx.pow(2).mean() + dy.pow(2).mean())
@@ -172,7 +174,7 @@ class HistogramLoss(nn.Module):
         for n in self.layers:
             q = 0
             for w, f in zip(blend, style_feats):
-                x = _fp32(f[n].detach())
+                x = fp32(f[n].detach())
                 vals = x.transpose(0, 1).reshape(x.shape[1], -1).sort(dim=1).values
                 q = q + w * _resample_sorted(vals, min(self.bins, vals.shape[1]))
             self.targets[n] = q
@@ -180,7 +182,7 @@ class HistogramLoss(nn.Module):
     def forward(self, feats: dict[str, torch.Tensor]) -> torch.Tensor:
         total = 0.0
         for n in self.layers:
-            x = _fp32(feats[n])
+            x = fp32(feats[n])
             b, c, h, w = x.shape
             flat = x.reshape(b, c, h * w)
             with torch.no_grad():
@@ -214,7 +216,7 @@ class MRFLoss(nn.Module):
 
     def set_target(self, style_feats: Sequence[dict[str, torch.Tensor]], blend: Optional[Sequence[float]] = None):
         for n in self.layers:
-            p = torch.cat([extract_patches(_fp32(f[n].detach()), self.patch_size, self.stride) for f in style_feats])
+            p = torch.cat([extract_patches(fp32(f[n].detach()), self.patch_size, self.stride) for f in style_feats])
             self.patches[n] = p
             norms = p.flatten(1).norm(dim=1).clamp_min(1e-8)
             self.kernels[n] = p / norms.view(-1, 1, 1, 1)
@@ -229,64 +231,10 @@ class MRFLoss(nn.Module):
         total = 0.0
         k = self.patch_size
         for n in self.layers:
-            x = _fp32(feats[n])
+            x = fp32(feats[n])
             idx = self.match(x, n)  # (B, H', W')
             b = x.shape[0]
             out_patches = F.unfold(x, k, stride=1)  # (B, C*k*k, H'W')
             target = self.patches[n].flatten(1)[idx.flatten(1)]  # (B, H'W', C*k*k)
             total = total + F.mse_loss(out_patches, target.transpose(1, 2))
         return self.weight * total
-
-
-class PerceptualLoss(nn.Module):
-    """The whole objective: one VGG pass for all terms, weighted sum, and the terms for display."""
-
-    def __init__(self, weights: VGGWeights, content: Optional[ContentLoss] = None,
-                 style: Optional[StyleLoss] = None, tv: Optional[TVLoss] = None,
-                 histogram: Optional[HistogramLoss] = None, mrf: Optional[MRFLoss] = None,
-                 pooling: str = "max"):
-        super().__init__()
-        self.content, self.style, self.tv, self.histogram, self.mrf = content, style, tv, histogram, mrf
-        layers = set()
-        for term in (content, style, histogram, mrf):
-            if term is not None:
-                layers |= set(term.layers)
-        self.vgg = VGGFeatures(weights, layers, pooling)
-        self.weights_source = weights
-
-    @property
-    def style_terms(self) -> list[nn.Module]:
-        return [t for t in (self.style, self.histogram, self.mrf) if t is not None]
-
-    @torch.no_grad()
-    def set_targets(self, content: Optional[torch.Tensor] = None,
-                    styles: Sequence[torch.Tensor] = (), blend: Optional[Sequence[float]] = None) -> None:
-        """Compute the fixed targets once: content features and every style-side statistic."""
-        if content is not None and self.content is not None:
-            self.content.set_target(self.vgg(content))
-        if styles:
-            style_feats = [self.vgg(s) for s in styles]
-            for term in self.style_terms:
-                term.set_target(style_feats, blend)
-
-    def forward(self, image: torch.Tensor, content: Optional[torch.Tensor] = None):
-        """Total loss and a dict of its weighted terms. `content` (a batch) overrides the stored
-        content target, as in fast-network training where each batch brings its own photos."""
-        feats = self.vgg(image)
-        terms: dict[str, torch.Tensor] = {}
-        if self.content is not None:
-            targets = None
-            if content is not None:
-                with torch.no_grad():
-                    targets = self.vgg(content)
-            terms["content"] = self.content(feats, targets)
-        if self.style is not None:
-            terms["style"] = self.style(feats)
-        if self.histogram is not None:
-            terms["histogram"] = self.histogram(feats)
-        if self.mrf is not None:
-            terms["mrf"] = self.mrf(feats)
-        if self.tv is not None:
-            terms["tv"] = self.tv(image)
-        total = sum(terms.values())
-        return total, terms

@@ -20,13 +20,10 @@ from dataclasses import dataclass
 from typing import Iterable, Optional, Sequence, Union
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from impasto import images
 from impasto.errors import ImpastoError
 
-from .vgg import layer_names
 
 # Palette search: colours are binned (8 levels per channel step) and a bin is a palette candidate
 # when it holds at least MIN_FRACTION of the pixels; candidates closer than MERGE_DISTANCE (RGB,
@@ -302,34 +299,6 @@ def match_labels(content: SemanticMap, styles: Sequence[Optional[SemanticMap]],
     if not cont:
         raise ImpastoError(f"no label of {content.name} matches the style map(s) by colour")
     return LabelMatch(np.array(colours, dtype=np.uint8), cont, sty)
-
-
-def layer_masks(masks: torch.Tensor, layers: Iterable[str], arch: str = "vgg16") -> dict[str, torch.Tensor]:
-    """(B, K, H, W) masks at image resolution -> {layer: (B, K, h, w)} at that layer's resolution.
-
-    Follows the network: convolutions keep the size (padding 1) and each pool halves it with a
-    2x2, stride-2 window (rounding down, as MaxPool2d/AvgPool2d do), which the masks follow with an
-    average over the same window, so a mask value is the fraction of the cell inside the region.
-    """
-    layers = set(layers)
-    out: dict[str, torch.Tensor] = {}
-    m = masks.float()
-    for name in layer_names(arch):
-        if name.startswith("pool"):
-            m = F.avg_pool2d(m, 2, 2)
-        if name in layers:
-            out[name] = m
-        if len(out) == len(layers):
-            break
-    return out
-
-
-def hard_layer_labels(labels: torch.Tensor, num_labels: int, layers: Iterable[str],
-                      arch: str = "vgg16") -> dict[str, torch.Tensor]:
-    """(H, W) label image -> {layer: (h, w) labels}: each feature cell takes the label covering
-    most of it (the argmax of the pooled one-hot masks), so the regions stay a partition."""
-    onehot = F.one_hot(labels.long(), num_labels).permute(2, 0, 1)[None].float()
-    return {n: m[0].argmax(0) for n, m in layer_masks(onehot, layers, arch).items()}
 
 
 def mask_from_image(source: Union[str, os.PathLike, np.ndarray], size: tuple[int, int],

@@ -22,7 +22,7 @@ from torch import nn
 
 from impasto.errors import ImpastoError
 
-from .losses import _fp32, extract_patches
+from .losses import fp32, extract_patches
 
 MATCHING_RULES = ("nearest", "bidirectional", "contiguity")
 
@@ -77,7 +77,7 @@ def masked_grams(features: torch.Tensor, masks: torch.Tensor, chunk: int = 4, ep
     if dtype is None:
         dtype = torch.bfloat16 if torch.is_autocast_enabled("cpu") else torch.float32
     c = features.shape[1]
-    f = _fp32(features).reshape(c, -1)
+    f = fp32(features).reshape(c, -1)
     m = masks.float().reshape(masks.shape[0], -1)
     with torch.autocast("cpu", enabled=False):
         g = _MaskedGram.apply(f, m, chunk, dtype)
@@ -87,7 +87,7 @@ def masked_grams(features: torch.Tensor, masks: torch.Tensor, chunk: int = 4, ep
 def masked_grams_plain(features: torch.Tensor, masks: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """Reference: plain autograd, one masked copy per mask (what the batched version replaces)."""
     c = features.shape[1]
-    f = _fp32(features).reshape(c, -1)
+    f = fp32(features).reshape(c, -1)
     out = []
     for mk in masks.reshape(masks.shape[0], -1).to(f.dtype):
         with torch.autocast("cpu", enabled=False):
@@ -101,7 +101,7 @@ def hard_region_grams(features: torch.Tensor, masks: torch.Tensor, eps: float = 
     computed on each region's own cells (gathered), not by multiplying the image by zeros: the
     cost is about one full-image Gram whatever the number of regions. (K, C, C)."""
     c = features.shape[1]
-    f = _fp32(features).reshape(c, -1)
+    f = fp32(features).reshape(c, -1)
     m = masks.reshape(masks.shape[0], -1).to(f.dtype)
     out = []
     with torch.autocast("cpu", enabled=False):
@@ -141,7 +141,7 @@ class RegionStyleLoss(nn.Module):
     def set_targets(self, targets: dict[str, torch.Tensor], guides: dict[str, torch.Tensor],
                     region_weights: Optional[torch.Tensor] = None) -> None:
         """targets: {layer: (K, C, C)}; guides: {layer: (K, h, w)} masks at each layer's resolution
-        (`models.semantic.layer_masks`): a partition's one-hot masks (hard) or any 0..1 masks."""
+        (`models.vgg.layer_masks`): a partition's one-hot masks (hard) or any 0..1 masks."""
         self.targets = {n: targets[n].detach().float() for n in self.layers}
         self.guides = {n: guides[n].detach().float() for n in self.layers}
         for n in self.layers:
@@ -217,7 +217,7 @@ class SemanticMRFLoss(nn.Module):
             feats, kers, coords = [], [], []
             grids = []
             for i, f in enumerate(style_feats):
-                x = _fp32(f[n].detach())
+                x = fp32(f[n].detach())
                 p = extract_patches(x, k, self.stride)
                 feats.append(p)
                 ker = _normalised(p)
@@ -341,7 +341,7 @@ class SemanticMRFLoss(nn.Module):
         total = 0.0
         k = self.patch_size
         for n in self.layers:
-            x = _fp32(feats[n])
+            x = fp32(feats[n])
             idx, scores = self.match(x, n)
             out_patches = F.unfold(x, k, stride=self.stride)          # (B, C*k*k, H'W')
             style = self.patches[n].flatten(1)                          # (L, C*k*k)

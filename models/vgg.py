@@ -1,18 +1,26 @@
-"""VGG16/VGG19 feature extractors with VGG's own layer names, frozen, truncated at the deepest layer used."""
+"""The VGG16/VGG19 encoder: its layer table (VGG's own names), the weights it is built from, the
+input preprocessing of each weight source, a frozen feature extractor truncated at the deepest
+layer used, and how masks at image resolution follow it down to each layer.
+
+Where the weights come from (files, torchvision) is `weights.py`; it builds on this table.
+"""
 
 from __future__ import annotations
 
-from typing import Iterable
+from dataclasses import dataclass
+from typing import Iterable, Optional
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from impasto.errors import ImpastoError
 
-from .weights import VGGWeights, make_preprocess
-
 BLOCKS = {"vgg16": (2, 2, 3, 3, 3), "vgg19": (2, 2, 4, 4, 4)}
 CHANNELS = (64, 128, 256, 512, 512)
+CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def layer_names(arch: str) -> list[str]:
@@ -26,7 +34,7 @@ def layer_names(arch: str) -> list[str]:
 
 
 def conv_names(arch: str) -> list[str]:
-    return [n for n in layer_names(arch) if n.startswith("conv")]
+    return [f"conv{b}_{i}" for b, n in enumerate(BLOCKS[arch], 1) for i in range(1, n + 1)]
 
 
 def check_layers(arch: str, layers: Iterable[str]) -> list[str]:
@@ -43,23 +51,62 @@ def channels_of(layer: str) -> int:
         else CHANNELS[int(layer[4:]) - 1]
 
 
-class VGGFeatures(nn.Module):
+@dataclass
+class VGGWeights:
+    arch: str                                            # "vgg16" or "vgg19"
+    convs: dict[str, tuple[torch.Tensor, torch.Tensor]]  # conv1_1 -> (weight OIHW, bias)
+    preprocessing: str                                   # "caffe" or "torchvision"
+    source: str                                          # where they came from, for model cards
+
+    @property
+    def fingerprint(self) -> str:
+        w = self.convs["conv1_1"][0]
+        return f"{self.arch}:{self.preprocessing}:{float(w.double().sum()):.6f}"
+
+
+class Preprocess(nn.Module):
+    """RGB 0..1 -> the network's input space."""
+
+    def __init__(self, kind: str):
+        super().__init__()
+        self.kind = kind
+        if kind == "caffe":
+            self.register_buffer("mean", torch.tensor(CAFFE_MEAN_BGR).view(1, 3, 1, 1))
+        elif kind == "torchvision":
+            self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
+            self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+        else:
+            raise ValueError(f"unknown preprocessing {kind!r}")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kind == "caffe":
+            return x.flip(1) * 255.0 - self.mean
+        return (x - self.mean) / self.std
+
+
+class VGGEncoder(nn.Module):
     """Maps an RGB 0..1 image batch to a dict of the requested layers' activations.
 
     The weight source's own preprocessing runs first, so callers never think about BGR or means.
+    `forward(image, layers)` may ask for a subset: the pass then stops at the deepest of those (the
+    fast path's content targets need relu2_2 only: a third of the FLOPs of the pass to relu4_3).
+    `channels_last` runs in NHWC memory (oneDNN's convolutions, bf16 above all, are much faster).
     """
 
-    def __init__(self, weights: VGGWeights, layers: Iterable[str], pooling: str = "max"):
+    def __init__(self, weights: VGGWeights, layers: Iterable[str], pooling: str = "max",
+                 channels_last: bool = True):
         super().__init__()
         if pooling not in ("max", "avg"):
             raise ImpastoError(f"pooling must be 'max' or 'avg', not {pooling!r}")
         self.arch = weights.arch
+        self.weights_source = weights
         self.layers = set(check_layers(self.arch, layers))
         if not self.layers:
             raise ImpastoError("no VGG layers requested")
         order = layer_names(self.arch)
         last = max(order.index(n) for n in self.layers)
-        self.preprocess = make_preprocess(weights.preprocessing)
+        self.preprocess = Preprocess(weights.preprocessing)
+        self.channels_last = channels_last
         self.body = nn.Sequential()
         in_ch = 3
         for name in order[: last + 1]:
@@ -78,17 +125,54 @@ class VGGFeatures(nn.Module):
                 self.body.add_module(name, pool)
         self.requires_grad_(False)
         self.eval()
-        # oneDNN's convolutions (bf16 above all) are much faster on NHWC tensors
-        self.to(memory_format=torch.channels_last)
+        if channels_last:
+            self.to(memory_format=torch.channels_last)
 
     def train(self, mode: bool = True):  # frozen: always eval
         return super().train(False)
 
-    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
-        x = self.preprocess(image).contiguous(memory_format=torch.channels_last)
+    def forward(self, image: torch.Tensor, layers: Optional[Iterable[str]] = None) -> dict[str, torch.Tensor]:
+        want = self.layers if layers is None else set(layers)
+        x = self.preprocess(image)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         out = {}
         for name, module in self.body.named_children():
             x = module(x)
-            if name in self.layers:
+            if name in want:
                 out[name] = x
+                if len(out) == len(want):
+                    break
         return out
+
+    def layer_masks(self, masks: torch.Tensor, layers: Optional[Iterable[str]] = None) -> dict[str, torch.Tensor]:
+        """`layer_masks` for this encoder's architecture (and by default its layers)."""
+        return layer_masks(masks, self.layers if layers is None else layers, self.arch)
+
+
+def layer_masks(masks: torch.Tensor, layers: Iterable[str], arch: str = "vgg16") -> dict[str, torch.Tensor]:
+    """(B, K, H, W) masks at image resolution -> {layer: (B, K, h, w)} at that layer's resolution.
+
+    Follows the network: convolutions keep the size (padding 1) and each pool halves it with a
+    2x2, stride-2 window (rounding down, as MaxPool2d/AvgPool2d do), which the masks follow with an
+    average over the same window, so a mask value is the fraction of the cell inside the region.
+    """
+    layers = set(layers)
+    out: dict[str, torch.Tensor] = {}
+    m = masks.float()
+    for name in layer_names(arch):
+        if name.startswith("pool"):
+            m = F.avg_pool2d(m, 2, 2)
+        if name in layers:
+            out[name] = m
+        if len(out) == len(layers):
+            break
+    return out
+
+
+def hard_layer_labels(labels: torch.Tensor, num_labels: int, layers: Iterable[str],
+                      arch: str = "vgg16") -> dict[str, torch.Tensor]:
+    """(H, W) label image -> {layer: (h, w) labels}: each feature cell takes the label covering
+    most of it (the argmax of the pooled one-hot masks), so the regions stay a partition."""
+    onehot = F.one_hot(labels.long(), num_labels).permute(2, 0, 1)[None].float()
+    return {n: m[0].argmax(0) for n, m in layer_masks(onehot, layers, arch).items()}

@@ -13,20 +13,16 @@ import os
 import pickle
 import re
 import socket
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
 from impasto.errors import ImpastoError
 
+from .vgg import BLOCKS, VGGWeights, conv_names, layer_names
+
 ENV_VAR = "IMPASTO_VGG_WEIGHTS"
-BLOCKS = {"vgg16": (2, 2, 3, 3, 3), "vgg19": (2, 2, 4, 4, 4)}
-CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 HOW_TO_SUPPLY = (
     "supply VGG weights with --vgg-weights PATH or the IMPASTO_VGG_WEIGHTS environment variable "
@@ -34,60 +30,19 @@ HOW_TO_SUPPLY = (
     ".npy), or go online once so torchvision can download its ImageNet weights")
 
 
-@dataclass
-class VGGWeights:
-    arch: str                                            # "vgg16" or "vgg19"
-    convs: dict[str, tuple[torch.Tensor, torch.Tensor]]  # conv1_1 -> (weight OIHW, bias)
-    preprocessing: str                                   # "caffe" or "torchvision"
-    source: str                                          # where they came from, for model cards
-
-    @property
-    def fingerprint(self) -> str:
-        w = self.convs["conv1_1"][0]
-        return f"{self.arch}:{self.preprocessing}:{float(w.double().sum()):.6f}"
-
-
-class Preprocess(nn.Module):
-    """RGB 0..1 -> the network's input space."""
-
-    def __init__(self, kind: str):
-        super().__init__()
-        self.kind = kind
-        if kind == "caffe":
-            self.register_buffer("mean", torch.tensor(CAFFE_MEAN_BGR).view(1, 3, 1, 1))
-        elif kind == "torchvision":
-            self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
-            self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
-        else:
-            raise ValueError(f"unknown preprocessing {kind!r}")
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.kind == "caffe":
-            return x.flip(1) * 255.0 - self.mean
-        return (x - self.mean) / self.std
-
-
-def make_preprocess(kind: str) -> Preprocess:
-    return Preprocess(kind)
-
-
-def _conv_names(arch: str) -> list[str]:
-    return [f"conv{b}_{i}" for b, n in enumerate(BLOCKS[arch], 1) for i in range(1, n + 1)]
-
-
 def _arch_for_count(n: int, where: str) -> str:
     for arch in BLOCKS:
-        if len(_conv_names(arch)) == n:
+        if len(conv_names(arch)) == n:
             return arch
     raise ImpastoError(f"{where}: found {n} 3x3 convolution layers; VGG16 has 13 and VGG19 has 16")
 
 
 def _check(convs: dict, arch: str, where: str) -> dict:
-    missing = [n for n in _conv_names(arch) if n not in convs]
+    missing = [n for n in conv_names(arch) if n not in convs]
     if missing:
         raise ImpastoError(f"{where}: missing VGG layers {', '.join(missing)}")
     prev = 3
-    for name in _conv_names(arch):
+    for name in conv_names(arch):
         w, b = convs[name]
         if w.ndim != 4 or w.shape[1] != prev or w.shape[2:] != (3, 3) or b.shape != (w.shape[0],):
             raise ImpastoError(f"{where}: layer {name} has shape {tuple(w.shape)}, not a VGG layer")
@@ -98,7 +53,6 @@ def _check(convs: dict, arch: str, where: str) -> dict:
 # ---- torchvision layout: "features.N.weight" or "N.weight" -----------------------------------
 
 def _torchvision_index_map(arch: str) -> dict[int, str]:
-    from .vgg import layer_names
     return {i: n for i, n in enumerate(layer_names(arch)) if n.startswith("conv")}
 
 

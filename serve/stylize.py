@@ -17,6 +17,7 @@ from typing import Callable
 
 import numpy as np
 
+from impasto.color import keep_colors
 from impasto.errors import ImpastoError
 
 DEFAULT_TILE = 1024
@@ -122,21 +123,7 @@ def stylize_tiled(engine, arr: np.ndarray, tile: int, overlap: int, margin: int 
     return out / weight
 
 
-# ----------------------------------------------------------------------------- colour
-
-_RGB2YUV = np.array([[0.299, 0.587, 0.114],
-                     [-0.14713, -0.28886, 0.436],
-                     [0.615, -0.51499, -0.10001]], np.float32)
-_YUV2RGB = np.linalg.inv(_RGB2YUV).astype(np.float32)
-
-
-def preserve_color(stylised: np.ndarray, original: np.ndarray) -> np.ndarray:
-    """Luminance from the stylised image, chrominance from the photo (Gatys et al. 2016)."""
-    y = stylised @ _RGB2YUV[0]
-    uv = original @ _RGB2YUV[1:].T
-    yuv = np.concatenate([y[..., None], uv], axis=2)
-    return np.clip(yuv @ _YUV2RGB.T, 0.0, 1.0)
-
+# ----------------------------------------------------------------------------- blending
 
 def blend(stylised: np.ndarray, original: np.ndarray, strength: float) -> np.ndarray:
     if strength >= 1.0:
@@ -171,5 +158,5 @@ def stylize_array(engine, arr: np.ndarray, options: Options | None = None,
     else:
         out = run_network(engine, arr, options.margin)
     if options.preserve_color:
-        out = preserve_color(out, arr)
+        out = keep_colors(out, arr)
     return blend(out, arr, options.strength)

@@ -1,29 +1,24 @@
-"""The bundled styles: `<name>.onnx` + `<name>.json` (model card) + `<name>.png` (preview) in the
-`impasto.models.zoo` package folder, or in any folder given by `IMPASTO_MODELS` / `--models`.
-
-Located with importlib's spec machinery, which finds the folder without executing
-`impasto.models.__init__` (that one imports torch, and this module must not).
+"""The styles the runtime can name: `<name>.onnx` + its model card, preview and painting (see
+`impasto.models.zoo.card`) in the `impasto.models.zoo` package folder, or in any folder given by
+`IMPASTO_MODELS` / `--models`. Torch-free, like all of `impasto.serve`.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import json
 import os
 import re
 from pathlib import Path
 
+import impasto.models.zoo
 from impasto.errors import ImpastoError
+from impasto.models.zoo.card import preview_path, read_card
 
 STYLE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 DEFAULT_STYLE_ORDER = ("candy", "mosaic", "starry_night", "the_wave", "udnie", "composition_vii")
 
 
 def bundled_dir() -> Path:
-    spec = importlib.util.find_spec("impasto.models")
-    if spec is None or not spec.submodule_search_locations:  # pragma: no cover - broken install
-        raise ImpastoError("cannot locate the bundled models (impasto.models is not installed)")
-    return Path(list(spec.submodule_search_locations)[0]) / "zoo"
+    return Path(impasto.models.zoo.__file__).parent
 
 
 def model_dir(folder: str | os.PathLike | None = None) -> Path:
@@ -36,16 +31,6 @@ def _is_style_file(p: Path) -> bool:
     return p.suffix == ".onnx" and STYLE_NAME.fullmatch(p.stem) is not None
 
 
-def read_card(onnx_path: Path) -> dict:
-    card_path = onnx_path.with_suffix(".json")
-    if card_path.is_file():
-        try:
-            return json.loads(card_path.read_text())
-        except (OSError, ValueError):
-            return {"error": f"unreadable model card {card_path.name}"}
-    return {}
-
-
 def list_styles(folder: str | os.PathLike | None = None) -> list[dict]:
     """[{name, path, card, preview}] for each style in the folder, the default style first."""
     root = model_dir(folder)
@@ -54,7 +39,7 @@ def list_styles(folder: str | os.PathLike | None = None) -> list[dict]:
     styles = []
     for p in sorted(root.iterdir()):
         if p.is_file() and _is_style_file(p):
-            preview = p.with_suffix(".png")
+            preview = preview_path(p)
             styles.append({"name": p.stem, "path": p, "card": read_card(p),
                            "preview": preview if preview.is_file() else None})
     order = {n: i for i, n in enumerate(DEFAULT_STYLE_ORDER)}

@@ -5,7 +5,8 @@ the methods (Gatys, Gatys + histogram, MRF, the fast model) on content/style pai
 
 from __future__ import annotations
 
-import argparse
+from .options import add_objective_arguments, add_parser, add_run_arguments, config_from_args
+
 
 EPILOG = """\
 examples:
@@ -27,6 +28,11 @@ runs: fast and iterative, each per frame and with temporal consistency). The obj
 below apply to --algorithms only (the reports always use the fast model's own training
 objective); --lr is the L-BFGS step (0.5 for the photo report)."""
 
+# The methods figure's column weights, as impasto.compare.explore defines them (a test checks they
+# agree; not imported, so that building the parser never loads torch).
+HISTOGRAM_WEIGHT = 0.5
+MRF_WEIGHT = 1.0
+
 
 def _ints(text: str) -> list[int]:
     from impasto.errors import ImpastoError
@@ -37,9 +43,8 @@ def _ints(text: str) -> list[int]:
 
 
 def register(sub) -> None:
-    from impasto.commands.optimize import add_objective_arguments, add_run_arguments
-    p = sub.add_parser("compare", help="report: fast model vs iterative (quality, speed, pictures, plots)",
-                       description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = add_parser(sub, "compare", help="report: fast model vs iterative (quality, speed, pictures, plots)",
+                       description=__doc__, epilog=EPILOG)
     p.add_argument("--style", nargs="+", required=True,
                    help="bundled style name or model.onnx (with --algorithms: style images, paired with --content)")
     p.add_argument("--content", nargs="+", required=True, help="photos, or a folder of photos")
@@ -50,7 +55,7 @@ def register(sub) -> None:
     p.add_argument("--style-image", help="the painting the model was trained on (default: from its model card)")
     p.add_argument("--models", metavar="DIR", help="folder of bundled styles (default: the package's zoo)")
     p.add_argument("--snapshots", default="0,25,50,100,200,300,500",
-                   help="iterations to keep images of (default 0,25,50,100,200,300,500)")
+                   help="iterations to keep images of")
     p.add_argument("--speed-sizes", default="256,512,1024", help="speed-table sizes in px")
     p.add_argument("--speed-iterations", default="100,300,500", help="iteration counts in the speed table")
     p.add_argument("--speed-measure", type=int, default=4, help="iterations timed per size (first is a warm-up)")
@@ -62,21 +67,25 @@ def register(sub) -> None:
     g.add_argument("--algorithms", action="store_true",
                    help="render the methods figure: rows = content/style pairs, columns = methods")
     g.add_argument("--methods", nargs="+", default=["gatys", "histogram", "mrf", "fast"],
-                   choices=["gatys", "histogram", "mrf", "fast"])
-    g.add_argument("--hist-weight", type=float, default=None,
-                   help="histogram weight of the 'Gatys + histogram' column (default: explore.HISTOGRAM_WEIGHT)")
-    g.add_argument("--mrf-column-weight", type=float, default=None, dest="mrf_column_weight",
-                   help="MRF weight of the MRF column (default: explore.MRF_WEIGHT)")
+                   choices=["gatys", "histogram", "mrf", "fast"], help="the figure's columns")
+    g.add_argument("--hist-weight", type=float, default=HISTOGRAM_WEIGHT,
+                   help="histogram weight of the 'Gatys + histogram' column")
+    g.add_argument("--mrf-column-weight", type=float, default=MRF_WEIGHT, dest="mrf_column_weight",
+                   help="MRF weight of the MRF column")
     v = p.add_argument_group("video (when --content is a video)")
     v.add_argument("--max-frames", type=int, default=24, metavar="N",
-                   help="compare on the first N frames (default 24; 0 = the whole clip)")
+                   help="compare on the first N frames (0 = the whole clip)")
     v.add_argument("--first-frame-iterations", type=int, metavar="N",
                    help="iterations for the first frame of the iterative runs (default: 2x --iterations)")
     v.add_argument("--temporal-strength", type=float, metavar="S",
                    help="fast path: share of the warped previous frame kept (default as impasto stylize)")
     v.add_argument("--temporal-weight", type=float, metavar="W",
                    help="iterative path: weight of the temporal loss (default as impasto optimize)")
-    add_run_arguments(p)
+    run_options = add_run_arguments(p)
+    run_options["iterations"].help = ("loss evaluations (default: 500 for the report, 150 per cell with "
+                                      "--algorithms, 30 a frame for a video)")
+    run_options["size"].help = ("longest side in px (default: 512 for the report, 256 with --algorithms "
+                                "and for a video)")
     add_objective_arguments(p)
     p.set_defaults(run=run, iterations=None, size=None)
 
@@ -109,7 +118,7 @@ def run(args) -> int:
     if args.algorithms:
         return _run_algorithms(args)
     from impasto.serve.zoo import resolve_style
-    from impasto.training.compare import CompareOptions, compare
+    from impasto.compare.photo import CompareOptions, compare
 
     if len(args.style) != 1:
         raise ImpastoError("give one fast model with --style (more with --model), or use --algorithms")
@@ -142,7 +151,7 @@ def _run_video(args) -> int:
 
     from impasto.errors import ImpastoError
     from impasto.serve.zoo import resolve_style
-    from impasto.training.compare_video import VideoCompareOptions, compare_video
+    from impasto.compare.video import VideoCompareOptions, compare_video
 
     if len(args.content) != 1:
         raise ImpastoError("give one video with --content (photos and videos are compared separately)")
@@ -173,9 +182,8 @@ def _run_video(args) -> int:
 
 def _run_algorithms(args) -> int:
     from impasto import images
-    from impasto.commands.optimize import config_from_args
+    from impasto.compare import explore
     from impasto.errors import ImpastoError
-    from impasto.training import explore
 
     contents, styles = _photos(args.content), _photos(args.style)
     if len(styles) == 1:
@@ -192,8 +200,7 @@ def _run_algorithms(args) -> int:
     log = (lambda s: None) if args.quiet else print
     explore.compare_algorithms(
         list(zip(contents, styles)), args.output, base, args.methods,
-        histogram_weight=args.hist_weight if args.hist_weight is not None else explore.HISTOGRAM_WEIGHT,
-        mrf_weight=args.mrf_column_weight if args.mrf_column_weight is not None else explore.MRF_WEIGHT,
+        histogram_weight=args.hist_weight, mrf_weight=args.mrf_column_weight,
         models_folder=args.models, backend=args.backend, log=log)
     print(f"wrote {args.output}")
     return 0

@@ -4,7 +4,8 @@ across the columns)."""
 
 from __future__ import annotations
 
-import argparse
+from .options import add_objective_arguments, add_parser, add_run_arguments, config_from_args
+
 
 EPILOG = """\
 examples:
@@ -21,24 +22,23 @@ minutes on a laptop CPU. Cell images and their loss terms go into <output>_cells
 
 
 def register(sub) -> None:
-    from impasto.commands.optimize import add_objective_arguments, add_run_arguments
-    p = sub.add_parser("explore", help="a labelled grid of results over two options (what does this knob do?)",
-                       description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = add_parser(sub, "explore", help="a labelled grid of results over two options (what does this knob do?)",
+                       description=__doc__, epilog=EPILOG)
     p.add_argument("--content", required=True, help="the photo")
     p.add_argument("--style", required=True, help="the style image")
     p.add_argument("-o", "--output", required=True, help="the figure (.png)")
     p.add_argument("--rows", metavar="NAME=V1,V2,...", help="option swept down the rows (default: ratio=1e-5,1e-4,1e-3)")
     p.add_argument("--cols", metavar="NAME=V1,V2,...", help="option swept across the columns (default: tv_weight=0,100,1000)")
     p.add_argument("--quiet", action="store_true", help="no per-cell progress lines")
-    add_run_arguments(p)
+    run_options = add_run_arguments(p)
+    run_options["size"].help = "longest side of each cell in pixels"
     add_objective_arguments(p)
     p.set_defaults(run=run, iterations=150, size=256)
 
 
 def run(args) -> int:
     from impasto import images
-    from impasto.commands.optimize import config_from_args
-    from impasto.training import explore
+    from impasto.compare import explore
 
     images.format_for(args.output)
     rows = explore.parse_sweep(args.rows) if args.rows else ("ratio", explore.RATIO_ROWS)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import argparse
+from .options import add_parser
+
 
 EPILOG = """\
 examples:
@@ -13,11 +14,11 @@ examples:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("export", help="export a trained fast network to ONNX (+ fp16/int8, Triton)",
+    p = add_parser(sub, "export", help="export a trained fast network to ONNX (+ fp16/int8, Triton)",
                        description="Export a fast style network checkpoint to ONNX with dynamic "
                                    "batch/height/width, check it against PyTorch, and measure "
                                    "fp16/int8/OpenVINO variants.",
-                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       epilog=EPILOG)
     p.add_argument("checkpoint", help="a checkpoint written by `impasto train`")
     p.add_argument("-o", "--output", required=True, help="the .onnx file to write (atomically)")
     p.add_argument("--style", help="style name stored in the model (default: from the checkpoint)")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-import argparse
+from .options import add_objective_arguments, add_parser, add_run_arguments, config_from_args
+from .semantic import add_semantic_arguments, maybe_run
+from .video_options import add_video_arguments, report
 
 EPILOG = """\
 examples:
@@ -18,74 +20,25 @@ of the tests); raise --style-weight for more paint, lower it to keep more of the
 Ctrl-C stops early and still writes the image reached so far."""
 
 
-def add_objective_arguments(p: argparse.ArgumentParser) -> None:
-    """Options shared by every command that builds the iterative objective."""
-    g = p.add_argument_group("objective")
-    g.add_argument("--content-weight", type=float, default=1.0)
-    g.add_argument("--style-weight", type=float, default=1e-4)
-    g.add_argument("--tv-weight", type=float, default=1.0, help="total variation: smooths noise")
-    g.add_argument("--histogram-weight", type=float, default=0.0, help="Risser et al. histogram loss (0 = off)")
-    g.add_argument("--mrf-weight", type=float, default=0.0, help="Li & Wand MRF patch loss (0 = off)")
-    g.add_argument("--content-layers", nargs="+", default=["relu4_2"], metavar="LAYER")
-    g.add_argument("--style-layers", nargs="+", default=["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"],
-                   metavar="LAYER")
-    g.add_argument("--style-layer-weights", nargs="+", type=float, metavar="W")
-    g.add_argument("--gram-norm", choices=["pixels", "chw"], default="pixels",
-                   help="Gram normalisation: by pixel count (sizes may differ) or by C*H*W")
-    g.add_argument("--intensity", type=float, default=1.0, help="scales the style Grams: >1 bolder texture")
-    g.add_argument("--pooling", choices=["max", "avg"], default="max")
-    g.add_argument("--vgg-weights", metavar="PATH|torchvision",
-                   help="loss network weights (default: $IMPASTO_VGG_WEIGHTS, else torchvision's download)")
-    g.add_argument("--vgg", dest="vgg_arch", choices=["vgg16", "vgg19"], default="vgg19",
-                   help="architecture for torchvision weights (files carry their own)")
-    g.add_argument("--precision", choices=["bf16", "fp32"], default="bf16",
-                   help="bf16 autocast is ~2x faster on CPUs with AMX/AVX512-bf16")
-
-
-def add_run_arguments(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("optimisation")
-    g.add_argument("--iterations", type=int, default=300, help="loss evaluations per scale")
-    g.add_argument("--optimizer", choices=["lbfgs", "adam"], default="lbfgs")
-    g.add_argument("--lr", type=float, help="step size (default 1 for L-BFGS, 0.02 for Adam)")
-    g.add_argument("--init", default="content", help="content | noise | style | PATH of an image")
-    g.add_argument("--size", type=int, default=512, help="longest side of the output in pixels")
-    g.add_argument("--scales", nargs="+", type=int, default=[], metavar="PX",
-                   help="coarse-to-fine sizes, e.g. 256 512 1024 (overrides --size)")
-    g.add_argument("--style-scale", type=float, default=1.0, help="style image size relative to the output")
-    g.add_argument("--seed", type=int, default=0)
-
-
-def config_from_args(args):
-    from impasto.training.optimize import OptimizeConfig
-    return OptimizeConfig(
-        iterations=args.iterations, optimizer=args.optimizer, lr=args.lr, init=args.init, size=args.size,
-        scales=args.scales, style_scale=args.style_scale, content_weight=args.content_weight,
-        style_weight=args.style_weight, tv_weight=args.tv_weight, histogram_weight=args.histogram_weight,
-        mrf_weight=args.mrf_weight, content_layers=args.content_layers, style_layers=args.style_layers,
-        style_layer_weights=args.style_layer_weights, gram_norm=args.gram_norm, intensity=args.intensity,
-        pooling=args.pooling, preserve_color=getattr(args, "preserve_color", None), precision=args.precision,
-        seed=args.seed, snapshot_every=getattr(args, "snapshot_every", 0),
-        snapshot_dir=getattr(args, "snapshot_dir", None), vgg_weights=args.vgg_weights, vgg_arch=args.vgg_arch)
-
-
 def register(sub) -> None:
-    p = sub.add_parser("optimize", help="iterative stylisation with any style image (slow, flexible)",
-                       description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--content", required=True, help="the photo to paint")
+    p = add_parser(sub, "optimize", help="iterative stylisation with any style image (slow, flexible)",
+                   description=__doc__, epilog=EPILOG)
+    content = p.add_argument("--content", required=True, help="the photo to paint")
     p.add_argument("--style", required=True, action="append", help="a style image (repeat to blend several)")
-    p.add_argument("--style-weights", nargs="+", type=float, metavar="W", help="blend weights, one per --style")
+    p.add_argument("--style-weights", nargs="+", type=float, metavar="W",
+                   help="blend weights, one per --style (default: equal)")
     p.add_argument("-o", "--output", required=True, help="output image (.png, .jpg, .webp, ...)")
     p.add_argument("--preserve-color", choices=["luminance", "histogram"],
-                   help="keep the photo's colours: transfer luminance only, or recolour the style first")
-    p.add_argument("--snapshot-every", type=int, default=0, metavar="N", help="save the image every N iterations")
+                   help="keep the photo's colours: transfer luminance only, or recolour the style first "
+                        "(default: off)")
+    p.add_argument("--snapshot-every", type=int, default=0, metavar="N",
+                   help="save the image every N iterations (0 = never)")
     p.add_argument("--snapshot-dir", help="where snapshots go (default: next to the output)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_run_arguments(p)
     add_objective_arguments(p)
-    from impasto.serve.video import add_video_arguments
     add_video_arguments(p, iterative=True)
-    from impasto.commands.semantic import add_semantic_arguments  # maps, masks, patch, doodle, MRF rules
-    add_semantic_arguments(p)
+    add_semantic_arguments(p, content)   # maps, masks, patch, doodle, MRF rules
     p.set_defaults(run=run)
 
 
@@ -93,21 +46,20 @@ def run(args) -> int:
     from pathlib import Path
 
     from impasto import images
-    from impasto.training.optimize import stylize
-    from impasto.commands.semantic import maybe_run
+    from impasto.training.iterative.optimize import stylize
+    from impasto.video import is_video
+
     code = maybe_run(args)  # a semantic option is set: the semantic runner does the work
     if code is not None:
         return code
-    from impasto.video import is_video
     if is_video(args.content):
-        from impasto.training.video import run_optimize
-        return run_optimize(args)
+        return run_video(args)
 
     images.format_for(args.output)  # fail on a bad extension before minutes of work
     if args.snapshot_every and not args.snapshot_dir:
         args.snapshot_dir = str(Path(args.output).with_suffix("")) + "_snapshots"
-    config = config_from_args(args)
     content = images.load(args.content)
+    config = config_from_args(args, natural_side=max(content.shape[:2]))
     styles = [images.load(s) for s in args.style]
     result = stylize(content, styles, config, args.style_weights, progress=not args.quiet)
     images.save(result.image, args.output)
@@ -119,3 +71,38 @@ def run(args) -> int:
         return 130
     print(f"wrote {args.output} ({result.iterations} iterations, {result.seconds:.1f} s; {terms})")
     return 0
+
+
+def run_video(args) -> int:
+    """`impasto optimize --content VIDEO ... -o OUT.mp4`: the video branch."""
+    import time
+    from pathlib import Path
+
+    from impasto import images
+    from impasto import video as vio
+    from impasto.errors import ImpastoError
+    from impasto.training.iterative.video import stylize_video
+
+    out = Path(args.output)
+    if out.is_dir() or out.suffix.lower() not in vio.CONTAINERS:
+        raise ImpastoError(f"{out}: for a video --content, -o must be a video file ("
+                           + ", ".join(vio.VIDEO_EXTENSIONS) + ")")
+    if getattr(args, "scales", None) and len(args.scales) > 1:
+        print("note: --scales is for photos; a video is optimised at the last scale only")
+    info = vio.probe(args.content)
+    config = config_from_args(args, natural_side=max(info.width, info.height))
+    styles = [images.load(s) for s in args.style]
+    if not args.quiet:
+        print(f"{args.content}: {info.describe()}; "
+              + ("temporal loss on" if args.temporal else "no temporal consistency"))
+    t0 = time.perf_counter()
+    try:
+        result = stylize_video(args.content, out, styles, config, args.style_weights, temporal=args.temporal,
+                               temporal_weight=args.temporal_strength, first_iterations=args.first_frame_iterations,
+                               flow_method=args.flow, measure=args.measure_flicker, progress=not args.quiet,
+                               max_frames=args.max_frames)
+    except KeyboardInterrupt:
+        print(f"stopped after {time.perf_counter() - t0:.0f} s, before the first frame was done; "
+              f"{out} was not written")
+        return 130
+    return report(result)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import argparse
+from .options import add_parser
+
 
 EPILOG = """\
 examples:
@@ -15,24 +16,27 @@ style reconstructions show texture at growing scales."""
 
 
 def register(sub) -> None:
-    p = sub.add_parser("reconstruct", help="see what the loss network keeps at each layer",
-                       description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--image", required=True)
+    p = add_parser(sub, "reconstruct", help="see what the loss network keeps at each layer",
+                       description=__doc__, epilog=EPILOG)
+    p.add_argument("--image", required=True, help="the photo or painting to rebuild")
     p.add_argument("--layer", default="relu3_1", help="VGG layer name, e.g. relu3_1")
-    p.add_argument("--what", choices=["content", "style"], default="content")
+    p.add_argument("--what", choices=["content", "style"], default="content",
+                   help="rebuild from the layer's features (content) or its Gram matrix (style)")
     p.add_argument("--grid", action="store_true", help="a figure across layers relu1_1..relu5_1, content and style")
-    p.add_argument("--layers", nargs="+", metavar="LAYER", help="layers for --grid")
+    p.add_argument("--layers", nargs="+", metavar="LAYER",
+                   help="layers for --grid (default: relu1_1 relu2_1 relu3_1 relu4_1 relu5_1)")
     p.add_argument("--size", type=int, default=192, help="longest side in pixels")
-    p.add_argument("--iterations", type=int, default=200)
-    p.add_argument("--vgg-weights", metavar="PATH|torchvision")
-    p.add_argument("--precision", choices=["bf16", "fp32"], default="bf16")
-    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--iterations", type=int, default=200, help="L-BFGS loss evaluations per image")
+    p.add_argument("--vgg-weights", metavar="PATH|torchvision",
+                   help="loss network weights (default: $IMPASTO_VGG_WEIGHTS, else torchvision's download)")
+    p.add_argument("--precision", choices=["bf16", "fp32"], default="bf16", help="bf16 autocast or plain fp32")
+    p.add_argument("-o", "--output", required=True, help="the image (or --grid figure) to write")
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
     from impasto import images
-    from impasto.training.reconstruct import DEFAULT_LAYERS, reconstruct, reconstruction_grid
+    from impasto.training.iterative.reconstruct import DEFAULT_LAYERS, reconstruct, reconstruction_grid
 
     images.format_for(args.output)
     image = images.load(args.image, max_side=args.size)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 
+from .options import config_from_args
+
 SEMANTIC_EPILOG = """\
 semantic modes (maps are colour-coded PNG/JPEG images, one flat colour per region):
   region:  impasto optimize --content photo.jpg --content-map photo_sem.png \\
@@ -33,11 +35,11 @@ MATCHING_RULES = ("nearest", "bidirectional", "contiguity")
 _TRIGGERS = ("content_map", "style_map", "mask", "semantic_mode", "mrf_matching", "preset")
 
 
-def add_semantic_arguments(p: argparse.ArgumentParser) -> None:
-    for action in p._actions:  # a doodle has no content photo: --content becomes optional here
-        if action.dest == "content":
-            action.required = False
-            action.help = "the photo to paint (leave out to paint a doodle: --content-map alone)"
+def add_semantic_arguments(p: argparse.ArgumentParser, content: argparse.Action) -> None:
+    """Adds the semantic group to optimize's parser; `content` is its --content option, which becomes
+    optional here (a doodle has no content photo)."""
+    content.required = False
+    content.help = "the photo to paint (leave out to paint a doodle: --content-map alone)"
     p.epilog = (p.epilog or "") + "\n\n" + SEMANTIC_EPILOG
     g = p.add_argument_group("semantic (where which style goes; see docs/semantic.md)")
     g.add_argument("--preset", metavar="YAML", help="options from a preset file, e.g. configs/iterative/doodle.yaml "
@@ -47,21 +49,23 @@ def add_semantic_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--mask", action="append", metavar="PATH",
                    help="grey mask on the content, white = styled; mask i takes --style i")
     g.add_argument("--semantic-mode", choices=["region", "soft", "patch", "doodle"],
-                   help="region (hard masks, default), soft (gradient masks), patch, doodle (default without --content)")
+                   help="region (hard masks), soft (gradient masks), patch, doodle (default: region; doodle "
+                        "without --content)")
     g.add_argument("--keep-outside", action="store_true", default=None,
                    help="hard mask: pixels outside the styled regions stay exactly the content")
     g.add_argument("--labels", nargs="+", metavar="COLOUR", help="style only these map colours (#rrggbb)")
     g.add_argument("--unmatched", choices=["global", "skip", "error"],
                    help="a content label with no style region: whole-style statistics (default), content only, or error")
-    g.add_argument("--mask-threshold", type=float, help="hard region from a grey mask: value above this (0.5)")
-    g.add_argument("--mask-blur", type=float, help="soft mode from maps: blur region edges by this many px")
-    g.add_argument("--mrf-matching", choices=list(MATCHING_RULES), help="MRF patch matching rule (nearest)")
-    g.add_argument("--mrf-layers", nargs="+", metavar="LAYER", help="MRF layers (relu3_1 relu4_1)")
-    g.add_argument("--semantic-weight", type=float, help="weight of the map channels in MRF matching (10)")
-    g.add_argument("--contiguity", type=float, help="bonus for coherent matches with --mrf-matching contiguity (0.3)")
-    g.add_argument("--patch-grid", type=int, help="patch mode: tiles per side (3)")
-    g.add_argument("--patch-overlap", type=float, help="patch mode: overlap of tiles, fraction of a step (0.5)")
-    p.set_defaults(_optimize_parser=p)
+    g.add_argument("--mask-threshold", type=float, help="hard region from a grey mask: value above this (default: 0.5)")
+    g.add_argument("--mask-blur", type=float, help="soft mode from maps: blur region edges by this many px (default: 0)")
+    g.add_argument("--mrf-matching", choices=list(MATCHING_RULES), help="MRF patch matching rule (default: nearest)")
+    g.add_argument("--mrf-layers", nargs="+", metavar="LAYER", help="MRF layers (default: relu3_1 relu4_1)")
+    g.add_argument("--semantic-weight", type=float, help="weight of the map channels in MRF matching (default: 10)")
+    g.add_argument("--contiguity", type=float,
+                   help="bonus for coherent matches with --mrf-matching contiguity (default: 0.3)")
+    g.add_argument("--patch-grid", type=int, help="patch mode: tiles per side (default: 3)")
+    g.add_argument("--patch-overlap", type=float, help="patch mode: overlap of tiles, fraction of a step (default: 0.5)")
+    p.set_defaults(optimize_parser=p)
 
 
 def requested(args) -> bool:
@@ -100,7 +104,7 @@ def maybe_run(args):
             raise ImpastoError("--content is required (or --content-map alone, to paint a doodle)")
         return None
     if args.preset:
-        apply_preset(args, args._optimize_parser)
+        apply_preset(args, args.optimize_parser)
     return run(args)
 
 
@@ -108,15 +112,16 @@ def run(args) -> int:
     from pathlib import Path
 
     from impasto import images
-    from impasto.commands.optimize import config_from_args
-    from impasto.training.semantic import SemanticConfig, load_inputs, stylize_semantic
+    from impasto.training.iterative.semantic import SemanticConfig, load_inputs, stylize_semantic
 
     images.format_for(args.output)
     if args.snapshot_every and not args.snapshot_dir:
         args.snapshot_dir = str(Path(args.output).with_suffix("")) + "_snapshots"
     if not args.content and args.init == "content":
         args.init = "noise"
-    config = config_from_args(args)
+    inputs = load_inputs(args.content, args.style, args.content_map, args.style_map or (), args.mask or ())
+    picture = inputs.content if inputs.content is not None else inputs.content_map.labels
+    config = config_from_args(args, natural_side=max(picture.shape[:2]))
     if args.mrf_layers:
         config.mrf_layers = tuple(args.mrf_layers)
     mode = args.semantic_mode or ("doodle" if not args.content else "region")
@@ -126,7 +131,6 @@ def run(args) -> int:
     if args.labels:
         extra["labels"] = tuple(args.labels)
     scfg = SemanticConfig(mode=mode, **extra)
-    inputs = load_inputs(args.content, args.style, args.content_map, args.style_map or (), args.mask or ())
     result = stylize_semantic(inputs, config, scfg, progress=not args.quiet)
     images.save(result.image, args.output)
     last = result.history[-1] if result.history else {}

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from .options import add_parser
+
 
 def register(sub) -> None:
-    p = sub.add_parser("serve", help="serve stylisation over HTTP with a web page",
+    p = add_parser(sub, "serve", help="serve stylisation over HTTP with a web page",
                        description="Start the HTTP server: web page at /, API docs at /docs. "
                                    "Binds 127.0.0.1 unless --host says otherwise.")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s)")

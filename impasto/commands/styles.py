@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from .options import add_parser
+
 
 def register(sub) -> None:
-    p = sub.add_parser("styles", help="list the bundled styles and their model cards",
+    p = add_parser(sub, "styles", help="list the bundled styles and their model cards",
                        description="List the styles `impasto stylize` and `impasto serve` can use.")
     p.add_argument("--models", help="a folder of STYLE.onnx files (default: the bundled zoo)")
     p.add_argument("--json", action="store_true", help="print the cards as JSON")

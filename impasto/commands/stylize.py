@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import argparse
+from .options import add_parser
+from .video_options import add_video_arguments, report
 
 EPILOG = """\
 examples:
@@ -14,32 +15,30 @@ examples:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("stylize", aliases=["stylise"], help="paint photos with a fast style network",
-                       description="Stylise a photo (or every photo in a folder) in one pass of a "
-                                   "fast style network, on onnxruntime or OpenVINO.",
-                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = add_parser(sub, "stylize", aliases=["stylise"], help="paint photos with a fast style network",
+                   description="Stylise a photo (or every photo in a folder) in one pass of a "
+                               "fast style network, on onnxruntime or OpenVINO.", epilog=EPILOG)
     p.add_argument("input", help="a photo, or a folder of photos")
     p.add_argument("-o", "--output", required=True,
                    help="output file (its extension picks the format), or a folder for folder input")
     p.add_argument("-s", "--style", help="a bundled style name (see `impasto styles`) or a .onnx file; "
                                          "default: the first bundled style")
     p.add_argument("--size", type=int, help="longest side of the result in px (default: the photo's)")
-    p.add_argument("--strength", type=float, default=1.0, help="0..1, blend with the photo (default 1)")
+    p.add_argument("--strength", type=float, default=1.0, help="0..1, blend with the photo")
     p.add_argument("--preserve-color", "--preserve-colour", action="store_true", dest="preserve_color",
                    help="keep the photo's colours; take only the style's light and texture")
     p.add_argument("--tile", type=int, default=1024,
                    help="run photos larger than this many px a side in overlapping tiles (0 = never)")
-    p.add_argument("--overlap", type=int, default=128, help="tile overlap in px (default 128)")
+    p.add_argument("--overlap", type=int, default=128, help="tile overlap in px")
     p.add_argument("--edge-margin", type=int, default=16, metavar="PX",
                    help="reflected border run with the photo and cropped away, so the network's edge "
                         "artefacts fall outside the picture (default 16; 0 is ~20%% faster at 512 px)")
     p.add_argument("--backend", default="auto", choices=["auto", "ort", "ort-cuda", "openvino", "openvino-fp32"],
-                   help="inference backend (default: auto)")
+                   help="inference backend")
     p.add_argument("--format", choices=["png", "jpg", "webp"], default=None,
                    help="output format in folder mode (default: png)")
     p.add_argument("--models", help="folder of bundled-style files (default: the package's zoo)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    from impasto.serve.video import add_video_arguments
     add_video_arguments(p)
     p.set_defaults(run=run)
 
@@ -53,9 +52,9 @@ def run(args) -> int:
     from impasto.serve import zoo
     from impasto.serve.runtime import load_engine
     from impasto.serve.stylize import Options, stylize_array
-    from impasto.serve.video import is_video, run_stylize
+    from impasto.video import is_video
     if is_video(args.input):
-        return run_stylize(args)
+        return run_video(args)
 
     options = Options(strength=args.strength, preserve_color=args.preserve_color, tile=args.tile,
                       overlap=args.overlap, margin=args.edge_margin).check()
@@ -116,3 +115,34 @@ def run(args) -> int:
         print(f"{out}  ({result.shape[1]}x{result.shape[0]}, {model.stem}, {engine.describe()}, "
               f"{time.perf_counter() - t0:.2f} s)")
     return 0
+
+
+def run_video(args) -> int:
+    """`impasto stylize VIDEO -o OUT.mp4`: the stylize command's video branch."""
+    from pathlib import Path
+
+    from impasto import video as vio
+    from impasto.errors import ImpastoError
+    from impasto.serve import zoo
+    from impasto.serve.runtime import load_engine
+    from impasto.serve.stylize import Options
+    from impasto.serve.video import stylize_video
+
+    out = Path(args.output)
+    if out.is_dir() or out.suffix.lower() not in vio.CONTAINERS:
+        raise ImpastoError(f"{out}: for a video input, -o must be a video file ("
+                           + ", ".join(vio.VIDEO_EXTENSIONS) + ")")
+    if args.size is not None and args.size < 16:
+        raise ImpastoError(f"--size must be at least 16 px, not {args.size}")
+    options = Options(strength=args.strength, preserve_color=args.preserve_color, tile=args.tile,
+                      overlap=args.overlap, margin=args.edge_margin).check()
+    info = vio.probe(args.input)  # a clear error for a broken file before the model loads
+    model = zoo.resolve_style(args.style, args.models)
+    engine = load_engine(model, args.backend)
+    if not args.quiet:
+        print(f"{args.input}: {info.describe()}; style {model.stem} ({engine.describe()}), "
+              + ("temporal smoothing " + f"{args.temporal_strength:g}" if args.temporal else "no temporal smoothing"))
+    result = stylize_video(args.input, out, engine, options, max_side=args.size, temporal=args.temporal,
+                           strength=args.temporal_strength, flow_method=args.flow,
+                           measure=args.measure_flicker, progress=not args.quiet, max_frames=args.max_frames)
+    return report(result)

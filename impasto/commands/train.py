@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import argparse
+from .options import add_parser
+
 
 HELP = "train a fast (feed-forward) style network on photos"
 
@@ -42,8 +43,7 @@ Watch it live: tensorboard --logdir runs/<style>
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("train", help=HELP, description=DESCRIPTION, add_help=False,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = add_parser(subparsers, "train", help=HELP, description=DESCRIPTION, add_help=False)
     p.add_argument("-h", "--help", action="store_true", help="show this help (and the full option list)")
     p.set_defaults(run=run, accepts_extra=True)
 

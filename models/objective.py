@@ -1,0 +1,84 @@
+"""The objective: named loss terms over one VGG pass, `objective(image) -> (total, terms)`.
+
+Every path scores images with it: the iterative optimiser (classic, semantic modes, video frames,
+reconstructions), fast-network training (the same objective is the teacher) and compare. A term is
+a module with `layers` (the VGG layers it reads) called with the features; a term with
+`on_pixels = True` (TV, the video's temporal term, patch mode's tiled style) is called with the
+image instead. `terms` is the dict of weighted values in the order the terms were given; `total`
+is their sum.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Optional, Sequence, Union
+
+import torch
+from torch import nn
+
+from .vgg import VGGEncoder, VGGWeights
+
+
+class Objective(nn.Module):
+    """Named terms, one VGG pass for all of them, the weighted sum and the terms for display.
+
+    `Objective(weights, content=ContentLoss(), style=StyleLoss(), tv=TVLoss())` builds the encoder
+    for the union of the terms' layers; `Objective(encoder, {"style": ..., "mrf": ...})` shares an
+    encoder built elsewhere (the semantic modes compute their targets with it first). Terms given
+    as None are left out.
+    """
+
+    def __init__(self, encoder: Union[VGGEncoder, VGGWeights], terms: Optional[Mapping[str, Optional[nn.Module]]] = None,
+                 pooling: str = "max", **named_terms: Optional[nn.Module]):
+        super().__init__()
+        given = {**(terms or {}), **named_terms}
+        self.terms = nn.ModuleDict({name: term for name, term in given.items() if term is not None})
+        if isinstance(encoder, VGGEncoder):
+            self.vgg = encoder
+        else:
+            layers = set()
+            for term in self.terms.values():
+                layers |= set(getattr(term, "layers", ()))
+            self.vgg = VGGEncoder(encoder, layers, pooling)
+        self.weights_source = self.vgg.weights_source
+        self.reads_features = any(not getattr(t, "on_pixels", False) for t in self.terms.values())
+
+    def term(self, name: str) -> Optional[nn.Module]:
+        return self.terms[name] if name in self.terms else None
+
+    def with_terms(self, **extra: nn.Module) -> "Objective":
+        """The same encoder and terms plus `extra` (summed after them)."""
+        return Objective(self.vgg, {**dict(self.terms.items()), **extra})
+
+    @property
+    def style_terms(self) -> list[nn.Module]:
+        """The terms whose targets come from style images (all but content and the pixel terms)."""
+        return [t for n, t in self.terms.items()
+                if n != "content" and not getattr(t, "on_pixels", False) and hasattr(t, "set_target")]
+
+    @torch.no_grad()
+    def set_targets(self, content: Optional[torch.Tensor] = None,
+                    styles: Sequence[torch.Tensor] = (), blend: Optional[Sequence[float]] = None) -> None:
+        """Compute the fixed targets once: content features and every style-side statistic."""
+        if content is not None and "content" in self.terms:
+            self.terms["content"].set_target(self.vgg(content))
+        if styles:
+            style_feats = [self.vgg(s) for s in styles]
+            for term in self.style_terms:
+                term.set_target(style_feats, blend)
+
+    def forward(self, image: torch.Tensor, content: Optional[torch.Tensor] = None):
+        """(total, {name: weighted term}). `content` (a batch) overrides the stored content target,
+        as in fast-network training where each batch brings its own photos; its VGG pass stops at
+        the deepest content layer."""
+        feats = self.vgg(image) if self.reads_features else {}
+        terms: dict[str, torch.Tensor] = {}
+        for name, term in self.terms.items():
+            if getattr(term, "on_pixels", False):
+                terms[name] = term(image)
+            elif name == "content" and content is not None:
+                with torch.no_grad():
+                    targets = self.vgg(content, term.layers)
+                terms[name] = term(feats, targets)
+            else:
+                terms[name] = term(feats)
+        return sum(terms.values()), terms

@@ -1,0 +1,104 @@
+"""The checkpoint contract between `impasto train` and `impasto export`.
+
+`load_fast_checkpoint(path)` returns the network in eval mode and a `meta` dict with at least
+META_FIELDS (style, arch, style_image, steps, config_hash, loss_terms, wall_time_s); the model card
+schema that meta feeds is `impasto.models.zoo.card`. `SafetyCheckpoint` keeps `last.ckpt` current.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Optional
+
+import pytorch_lightning as pl
+import torch
+
+from impasto.errors import ImpastoError
+from impasto.models.transformer import Architecture, TransformerNet
+
+META_KEY = "impasto"
+# Fields every checkpoint's meta carries (what `impasto export` relies on).
+META_FIELDS = ("style", "arch", "style_image", "steps", "config_hash", "loss_terms", "wall_time_s")
+
+
+def load_fast_checkpoint(path: str | os.PathLike) -> tuple[TransformerNet, dict]:
+    """Read a checkpoint written by `impasto train`: (TransformerNet in eval mode, meta dict).
+
+    meta has at least: style (name), arch (architecture name), arch_spec (its channels etc.),
+    style_image (path as given in the config), steps, config_hash, loss_terms (final values,
+    mean of the last steps), wall_time_s (training time, summed across resumes).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ImpastoError(f"{path}: no such checkpoint file")
+    try:
+        # Lightning checkpoints hold plain Python hyper-parameters; these are our own files.
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's to fix
+        raise ImpastoError(f"{path}: not a readable checkpoint ({exc})") from None
+    meta = ckpt.get(META_KEY) if isinstance(ckpt, dict) else None
+    if not meta:
+        raise ImpastoError(f"{path}: not an impasto fast-style checkpoint (no '{META_KEY}' metadata); "
+                           "train one with `impasto train --config configs/fast/<style>.yaml`")
+    net = build_net(meta["arch"], meta.get("arch_spec"))
+    state = {k[len("net."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
+    net.load_state_dict(state)
+    net.eval()
+    meta = dict(meta)
+    meta["checkpoint"] = str(path)
+    return net, meta
+
+
+def build_net(arch: str, spec: Optional[dict] = None) -> TransformerNet:
+    """The network a checkpoint was trained with: its stored spec wins over today's table, so a
+    later change to a named architecture never breaks an old checkpoint."""
+    if spec:
+        spec = dict(spec)
+        spec["channels"] = tuple(spec["channels"])
+        net = TransformerNet(Architecture(**spec))
+        net.arch_name = arch
+        return net
+    return TransformerNet(arch)
+
+
+def config_hash(config: Any) -> str:
+    """A short stable hash of a (JSON-able) training configuration."""
+    blob = json.dumps(config, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+class SafetyCheckpoint(pl.Callback):
+    """Writes checkpoints/last.ckpt after the final step, and when training is interrupted
+    (Ctrl-C or an error), so that `--resume last` always has something current to continue from.
+
+    The final save happens at the end of the last batch (not in on_train_end, by which time
+    Lightning has closed the epoch, so a resume from it would skip the rest of that epoch)."""
+
+    def __init__(self, dirpath: str | os.PathLike):
+        self.path = Path(dirpath) / "last.ckpt"
+        self._training = False
+        self._saved_step = -1
+
+    def on_train_start(self, trainer, pl_module):
+        self._training = True
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.max_steps is not None and 0 <= trainer.max_steps <= trainer.global_step:
+            trainer.save_checkpoint(self.path)
+            self._saved_step = trainer.global_step
+
+    def on_train_end(self, trainer, pl_module):
+        # Stopped early (max_time, early stopping): save now. Resuming from this one starts the
+        # next epoch (Lightning has closed the current one), which is still a valid run.
+        if self._training and trainer.global_step > self._saved_step and trainer.global_step > 0:
+            trainer.save_checkpoint(self.path)
+        self._training = False
+
+    def on_exception(self, trainer, pl_module, exception):
+        if self._training and trainer.global_step > 0:
+            trainer.save_checkpoint(self.path)
+            print(f"\nimpasto train: interrupted at step {trainer.global_step}; saved {self.path} "
+                  "(continue with --resume last)")

@@ -1,0 +1,246 @@
+"""Fast style networks (Johnson et al. 2016): a LightningModule that trains a TransformerNet
+against the shared perceptual objective.
+
+The objective is the iterative path's own `Objective` (the teacher): content on relu2_2,
+Gram style on relu1_2/relu2_2/relu3_3/relu4_3, total variation, optional histogram loss. The
+style Gram targets are computed once (`prepare_loss`), never per step. The frozen VGG is kept
+out of the module's state dict, so checkpoints hold only the small transformer. The checkpoint
+contract for `impasto export` is in `checkpoint.py`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import asdict
+from pathlib import Path
+from typing import Optional, Sequence
+
+import pytorch_lightning as pl
+import torch
+import torchvision
+
+from impasto import images
+from impasto.errors import ImpastoError
+from impasto.models.losses import (JOHNSON_CONTENT, JOHNSON_STYLE, ContentLoss, HistogramLoss, StyleLoss,
+                                   TVLoss)
+from impasto.models.objective import Objective
+from impasto.models.tensors import to_tensor
+from impasto.models.transformer import ARCHITECTURES, TransformerNet
+from impasto.models.weights import load_vgg_weights
+
+from .checkpoint import META_KEY, config_hash
+
+
+def build_perceptual_loss(vgg_weights: Optional[str], content_weight: float, style_weight: float,
+                          tv_weight: float, histogram_weight: float = 0.0,
+                          content_layers: Sequence[str] = JOHNSON_CONTENT,
+                          style_layers: Sequence[str] = JOHNSON_STYLE,
+                          style_layer_weights: Optional[Sequence[float]] = None,
+                          histogram_layers: Sequence[str] = ("relu1_2", "relu4_3")) -> Objective:
+    """The fast path's objective: Johnson's layers, each optional term only when its weight is positive."""
+    weights = load_vgg_weights(vgg_weights)
+    return Objective(
+        weights,
+        content=ContentLoss(content_layers, weight=content_weight),
+        style=StyleLoss(style_layers, weight=style_weight, layer_weights=style_layer_weights, gram_norm="chw"),
+        tv=TVLoss(tv_weight) if tv_weight > 0 else None,
+        histogram=HistogramLoss(histogram_layers, weight=histogram_weight) if histogram_weight > 0 else None)
+
+
+def load_style_image(path: str, size: Optional[int]) -> torch.Tensor:
+    return to_tensor(images.load(path, max_side=size))
+
+
+class FastStyleModule(pl.LightningModule):
+    """Train one feed-forward network for one style image.
+
+    Args:
+        style_image: the painting (path, relative to where you run `impasto train`).
+        style_name: name of the style (model card, zoo file name); default: the image's stem.
+        arch: transformer architecture: "slim" (real-time CPU default) or "johnson" (as published).
+        style_size: longest side the style image is resized to before its Gram targets are taken
+            (match it to the training crop size so brush strokes come out at the scale you see).
+        content_weight, style_weight, tv_weight, histogram_weight: loss weights. The defaults were
+            chosen by a sweep with the HED VGG16 weights (see docs/training.md).
+        content_layers, style_layers, style_layer_weights: VGG layers (Johnson's by default).
+        vgg_weights: VGG weight source (path or "torchvision"); default: $IMPASTO_VGG_WEIGHTS.
+        lr: Adam learning rate.
+        channels_last: run the transformer and VGG in channels-last memory format (faster on CPU).
+        bf16_gram: under bf16-mixed precision, multiply the style Grams in bf16 too (AVX-512 BF16 units; about
+            0.4% rounding per entry, far below a step's noise; bench/bench_training.py measures it).
+        grid_size: how many held-out photos go into the stylised validation grid.
+    """
+
+    def __init__(self, style_image: str, style_name: Optional[str] = None, arch: str = "slim",
+                 style_size: Optional[int] = 256, content_weight: float = 1.0, style_weight: float = 1.5,
+                 tv_weight: float = 0.0, histogram_weight: float = 0.0,
+                 content_layers: Sequence[str] = JOHNSON_CONTENT, style_layers: Sequence[str] = JOHNSON_STYLE,
+                 style_layer_weights: Optional[Sequence[float]] = None, vgg_weights: Optional[str] = None,
+                 lr: float = 1e-3, channels_last: bool = True, bf16_gram: bool = True, grid_size: int = 4):
+        super().__init__()
+        if arch not in ARCHITECTURES:
+            raise ImpastoError(f"unknown architecture {arch!r}; choose from {', '.join(ARCHITECTURES)}")
+        self.save_hyperparameters()
+        self.style_name = style_name or Path(style_image).stem
+        self.net = TransformerNet(arch)
+        if channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
+        # Not a registered submodule: the frozen VGG stays out of checkpoints (moved by hand).
+        object.__setattr__(self, "loss_fn", None)
+        self.config_hash: Optional[str] = None   # set by the CLI from the full config
+        self.config: Optional[dict] = None
+        self._recent: deque = deque(maxlen=50)   # last steps' loss terms, for "final" values
+        self._val_terms: dict[str, float] = {}
+        self._wall_offset = 0.0
+        self._fit_started: Optional[float] = None
+        self._step_started: Optional[float] = None
+        self._grid: list[torch.Tensor] = []
+
+    # -- the objective ------------------------------------------------------------------------
+    def prepare_loss(self, device: Optional[torch.device] = None) -> Objective:
+        """Build the VGG objective and compute the style targets (once per style and size)."""
+        hp = self.hparams
+        device = device or self.device
+        if self.loss_fn is None:
+            loss = build_perceptual_loss(hp.vgg_weights, hp.content_weight, hp.style_weight, hp.tv_weight,
+                                         hp.histogram_weight, hp.content_layers, hp.style_layers,
+                                         hp.style_layer_weights)
+            if hp.channels_last:
+                loss = loss.to(memory_format=torch.channels_last)
+            loss.terms["style"].bf16_gram = hp.get("bf16_gram", True)   # checkpoints from before the option: on
+            object.__setattr__(self, "loss_fn", loss)
+        loss = self.loss_fn.to(device)
+        style = load_style_image(hp.style_image, hp.style_size).to(device)
+        with torch.autocast(device.type, enabled=False):
+            loss.set_targets(styles=[self._fmt(style)])
+        return loss
+
+    def _fmt(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if self.hparams.channels_last else x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(self._fmt(x))
+
+    def compute_loss(self, x: torch.Tensor):
+        """(total, terms, stylised batch): the shared objective on the network's output, with each
+        photo of the batch as its own content target."""
+        y = self(x)
+        total, terms = self.loss_fn(y, content=self._fmt(x))
+        return total, terms, y
+
+    # -- Lightning hooks ----------------------------------------------------------------------
+    def on_fit_start(self):
+        self.prepare_loss(self.device)
+        self._fit_started = time.perf_counter()
+
+    def on_validation_start(self):
+        if self.loss_fn is None:  # trainer.validate() without fit
+            self.prepare_loss(self.device)
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.net.parameters(), lr=self.hparams.lr)
+
+    def on_train_batch_start(self, batch, batch_idx):
+        self._step_started = time.perf_counter()
+
+    def training_step(self, batch, batch_idx):
+        x = batch["image"]
+        total, terms, _ = self.compute_loss(x)
+        values = {k: float(v.detach()) for k, v in terms.items()}
+        self._recent.append(values)
+        self.log("train/loss", total, prog_bar=True)
+        for k, v in terms.items():
+            self.log(f"train/{k}", v.detach(), prog_bar=True)
+        return total
+
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        if self._step_started is not None:
+            dt = time.perf_counter() - self._step_started
+            n = batch["image"].shape[0]
+            self.log("perf/images_per_s", n / dt, prog_bar=True)
+            self.log("perf/step_s", dt)
+        dm = getattr(self.trainer, "datamodule", None)
+        if dm is not None and hasattr(dm, "skipped"):
+            self.log("data/skipped_images", float(len(dm.skipped)))
+
+    def validation_step(self, batch, batch_idx):
+        x = batch["image"]
+        total, terms, y = self.compute_loss(x)
+        self.log("val/loss", total, prog_bar=True, batch_size=x.shape[0])
+        for k, v in terms.items():
+            self.log(f"val/{k}", v, batch_size=x.shape[0])
+        have = sum(t.shape[0] for t in self._grid)
+        if have < self.hparams.grid_size * 2:
+            k = min(self.hparams.grid_size - have // 2, x.shape[0])
+            self._grid += [x[:k].float().cpu(), y[:k].float().cpu()]
+        return total
+
+    def on_validation_epoch_start(self):
+        self._grid = []
+
+    def on_validation_epoch_end(self):
+        if self.trainer.sanity_checking is False:
+            self._val_terms = {k[len("val/"):]: float(v) for k, v in self.trainer.callback_metrics.items()
+                               if k.startswith("val/") and k != "val/loss"}
+        if not self._grid or not self.trainer.is_global_zero:
+            return
+        photos = torch.cat(self._grid[0::2])
+        styled = torch.cat(self._grid[1::2])
+        grid = torchvision.utils.make_grid(torch.cat([photos, styled]).clamp(0, 1), nrow=photos.shape[0], padding=2)
+        for logger in self.loggers:
+            exp = getattr(logger, "experiment", None)
+            if hasattr(exp, "add_image"):
+                exp.add_image("val/stylised", grid, self.global_step)
+        out_dir = Path(self.trainer.default_root_dir) / "samples"
+        images.save(grid.permute(1, 2, 0).numpy(), out_dir / f"step_{self.global_step:06d}.png")
+        self._grid = []
+
+    # -- checkpoints --------------------------------------------------------------------------
+    def wall_time_s(self) -> float:
+        running = time.perf_counter() - self._fit_started if self._fit_started is not None else 0.0
+        return self._wall_offset + running
+
+    def final_loss_terms(self) -> dict[str, float]:
+        if not self._recent:
+            return {}
+        keys = self._recent[-1].keys()
+        terms = {k: sum(r[k] for r in self._recent) / len(self._recent) for k in keys}
+        terms["total"] = sum(terms.values())
+        return terms
+
+    def meta(self) -> dict:
+        hp = self.hparams
+        cfg = self.config if self.config is not None else dict(hp)
+        return {
+            "style": self.style_name,
+            "arch": hp.arch,
+            "arch_spec": asdict(self.net.spec),
+            "parameters": sum(p.numel() for p in self.net.parameters()),
+            "style_image": str(hp.style_image),
+            "style_size": hp.style_size,
+            "steps": int(self.global_step),
+            "config_hash": self.config_hash or config_hash(cfg),
+            "config": cfg,
+            "loss_terms": self.final_loss_terms(),
+            "val_loss_terms": dict(self._val_terms),
+            "loss_weights": {"content": hp.content_weight, "style": hp.style_weight, "tv": hp.tv_weight,
+                             "histogram": hp.histogram_weight},
+            "vgg": self.loss_fn.weights_source.source if self.loss_fn is not None else hp.vgg_weights,
+            "wall_time_s": round(self.wall_time_s(), 1),
+            "image_size": getattr(getattr(self.trainer, "datamodule", None), "image_size", None)
+            if self._trainer is not None else None,
+            "batch_size": getattr(getattr(self.trainer, "datamodule", None), "batch_size", None)
+            if self._trainer is not None else None,
+            "input_range": [0.0, 1.0],
+        }
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint[META_KEY] = self.meta()
+        checkpoint["impasto_recent_terms"] = list(self._recent)
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        meta = checkpoint.get(META_KEY, {})
+        self._wall_offset = float(meta.get("wall_time_s", 0.0))
+        self._val_terms = dict(meta.get("val_loss_terms", {}))
+        self._recent = deque(checkpoint.get("impasto_recent_terms", []), maxlen=self._recent.maxlen)
