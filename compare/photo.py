@@ -196,7 +196,6 @@ def compare(photos: Sequence[str | os.PathLike], model: str | os.PathLike, outpu
             style_image: Optional[str | os.PathLike] = None, vgg_weights: Optional[str] = None,
             style_search: Sequence[Path] = (), log: Callable[[str], None] = print) -> dict:
     """Run the whole comparison and write the report folder; returns the report's data."""
-
     options = (options or CompareOptions()).check()
     photos = [Path(p) for p in photos]
     if not photos:
@@ -211,68 +210,16 @@ def compare(photos: Sequence[str | os.PathLike], model: str | os.PathLike, outpu
         f"style image {style_path.name} at {params.get('style_size')} px")
     objective = build_fast_objective(params, style_path, vgg_weights)
     torch.manual_seed(options.seed)
-
-    models = [FastModel(card.get("style") or model.stem, model)]
-    for extra in extra_models:
-        p = Path(extra)
-        if not p.is_file():
-            raise ImpastoError(f"--model {extra}: no such file")
-        models.append(FastModel(p.stem, p))
-    names = [m.name for m in models]
-    if len(set(names)) != len(names):
-        for i, m in enumerate(models):
-            m.name = f"{m.name}#{i}"
-    for m in models:
-        m.engine = load_engine(m.path, options.backend, options.threads)
+    models = load_models(card.get("style") or model.stem, model, extra_models, options)
 
     out.mkdir(parents=True, exist_ok=True)
     results = []
     for i, photo_path in enumerate(photos):
-        photo = images.load(photo_path, max_side=options.size)
-        slug = _slug(photo_path.stem)
-        if any(r["slug"] == slug for r in results):
-            slug = f"{slug}_{i}"
-        folder = out / "images" / slug
-        log(f"[{i + 1}/{len(photos)}] {photo_path.name} at {photo.shape[1]}x{photo.shape[0]}")
-        files = {"content": _save(photo, folder / "content.png", out)}
-        fast = {}
-        for m in models:
-            y, latency = _time_fast(m.engine, photo, options.fast_repeats)
-            metrics = _image_metrics(objective, y, photo)
-            run_precision = evaluate(objective.loss, y, photo, options.precision)["total"] \
-                if options.precision != "fp32" else metrics["total"]
-            files[f"fast:{m.name}"] = _save(y, folder / f"fast_{_slug(m.name)}.png", out)
-            fast[m.name] = {"seconds": latency, "metrics": metrics, "total_run_precision": run_precision}
-            log(f"  fast {m.name}: {latency * 1000:.1f} ms, loss {metrics['total']:.4g}")
-        run = run_iterative(objective.loss, photo, options.iterations, options.snapshots, options.precision,
-                            options.lr, log=log)
-        curve = [r["total"] for r in run["history"]]
-        snaps = {}
-        for n, img in sorted(run["snapshots"].items()):
-            files[f"iter:{n}"] = _save(img, folder / f"iter_{n:04d}.png", out)
-            m = _image_metrics(objective, img, photo)
-            m["seconds"] = run["setup_s"] + run["history"][n]["seconds"]
-            snaps[n] = m
-        for name, f in fast.items():
-            n = worth_iterations(curve, f["total_run_precision"])
-            f["worth_iterations"] = n
-            f["iterative_seconds_to_match"] = (run["setup_s"] + run["history"][n]["seconds"]) if n is not None else None
-            f["speedup_at_match"] = (f["iterative_seconds_to_match"] / f["seconds"]) if n is not None else None
-            log(f"  {name} is worth {n if n is not None else f'more than {len(curve) - 1}'} iterations")
-        content_metrics = _image_metrics(objective, photo, photo)
-        results.append({"photo": photo_path.name, "slug": slug, "width": photo.shape[1], "height": photo.shape[0],
-                        "files": files, "fast": fast, "snapshots": snaps, "content": content_metrics,
-                        "curve": [{k: v for k, v in r.items()} for r in run["history"]],
-                        "setup_s": run["setup_s"], "iterations_run": run["iterations_run"]})
-
-    measured = {}
-    for n in options.speed_iterations:
-        vals = [r["setup_s"] + r["curve"][n]["seconds"] for r in results if n < len(r["curve"])]
-        if vals and len(vals) == len(results):
-            measured[n] = float(np.mean(vals))
+        results.append(compare_photo(photo_path, (i, len(photos)), objective, models, options, out,
+                                     {r["slug"] for r in results}, log))
     log("speed table")
-    speed = speed_table(objective, models, images.load(photos[0]), options, measured, log)
-
+    speed = speed_table(objective, models, images.load(photos[0]), options,
+                        _measured_seconds(results, options), log)
     data = {
         "title": f"impasto compare: {models[0].name} fast model against the iterative optimiser",
         "created": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
@@ -292,6 +239,76 @@ def compare(photos: Sequence[str | os.PathLike], model: str | os.PathLike, outpu
     write_metrics(data, out)
     write_report(data, out)
     return data
+
+
+def load_models(name: str, model: Path, extra_models: Sequence[str | os.PathLike],
+                options: CompareOptions) -> list[FastModel]:
+    """The model under test and the extra ones, uniquely named, their engines loaded."""
+    models = [FastModel(name, model)]
+    for extra in extra_models:
+        p = Path(extra)
+        if not p.is_file():
+            raise ImpastoError(f"--model {extra}: no such file")
+        models.append(FastModel(p.stem, p))
+    names = [m.name for m in models]
+    if len(set(names)) != len(names):
+        for i, m in enumerate(models):
+            m.name = f"{m.name}#{i}"
+    for m in models:
+        m.engine = load_engine(m.path, options.backend, options.threads)
+    return models
+
+
+def compare_photo(photo_path: Path, position: tuple[int, int], objective: FastObjective, models: Sequence[FastModel],
+                  options: CompareOptions, out: Path, taken: set, log: Callable[[str], None]) -> dict:
+    """One photo (`position`: its index and the photo count): each fast model once, the iterative
+    run with its snapshots, and how many iterations each fast model is worth."""
+    index, count = position
+    photo = images.load(photo_path, max_side=options.size)
+    slug = _slug(photo_path.stem)
+    if slug in taken:
+        slug = f"{slug}_{index}"
+    folder = out / "images" / slug
+    log(f"[{index + 1}/{count}] {photo_path.name} at {photo.shape[1]}x{photo.shape[0]}")
+    files = {"content": _save(photo, folder / "content.png", out)}
+    fast = {}
+    for m in models:
+        y, latency = _time_fast(m.engine, photo, options.fast_repeats)
+        metrics = _image_metrics(objective, y, photo)
+        run_precision = evaluate(objective.loss, y, photo, options.precision)["total"] \
+            if options.precision != "fp32" else metrics["total"]
+        files[f"fast:{m.name}"] = _save(y, folder / f"fast_{_slug(m.name)}.png", out)
+        fast[m.name] = {"seconds": latency, "metrics": metrics, "total_run_precision": run_precision}
+        log(f"  fast {m.name}: {latency * 1000:.1f} ms, loss {metrics['total']:.4g}")
+    run = run_iterative(objective.loss, photo, options.iterations, options.snapshots, options.precision,
+                        options.lr, log=log)
+    curve = [r["total"] for r in run["history"]]
+    snaps = {}
+    for n, img in sorted(run["snapshots"].items()):
+        files[f"iter:{n}"] = _save(img, folder / f"iter_{n:04d}.png", out)
+        m = _image_metrics(objective, img, photo)
+        m["seconds"] = run["setup_s"] + run["history"][n]["seconds"]
+        snaps[n] = m
+    for name, f in fast.items():
+        n = worth_iterations(curve, f["total_run_precision"])
+        f["worth_iterations"] = n
+        f["iterative_seconds_to_match"] = (run["setup_s"] + run["history"][n]["seconds"]) if n is not None else None
+        f["speedup_at_match"] = (f["iterative_seconds_to_match"] / f["seconds"]) if n is not None else None
+        log(f"  {name} is worth {n if n is not None else f'more than {len(curve) - 1}'} iterations")
+    return {"photo": photo_path.name, "slug": slug, "width": photo.shape[1], "height": photo.shape[0],
+            "files": files, "fast": fast, "snapshots": snaps, "content": _image_metrics(objective, photo, photo),
+            "curve": [dict(r) for r in run["history"]],
+            "setup_s": run["setup_s"], "iterations_run": run["iterations_run"]}
+
+
+def _measured_seconds(results: list[dict], options: CompareOptions) -> dict:
+    """{N: mean seconds to iteration N} over the photos' full runs, where every run reached N."""
+    measured = {}
+    for n in options.speed_iterations:
+        vals = [r["setup_s"] + r["curve"][n]["seconds"] for r in results if n < len(r["curve"])]
+        if vals and len(vals) == len(results):
+            measured[n] = float(np.mean(vals))
+    return measured
 
 
 def _save(img: np.ndarray, path: Path, root: Path) -> str:

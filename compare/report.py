@@ -91,6 +91,21 @@ def loss_plot(photo: dict, models: Sequence[str], path: Path, precision: str) ->
     return path
 
 
+def _caption(p: dict, key: str, short: bool) -> str:
+    """The caption of one image of a photo's row: two short lines in the grid, one line on the page."""
+    if key == "content":
+        return p["photo"] if short else "content photo"
+    if key.startswith("fast:"):
+        f = p["fast"][key[5:]]
+        ms, loss = f["seconds"] * 1000, f["metrics"]["total"]
+        return f"fast {key[5:]}\n{ms:.0f} ms, loss {loss:.3g}" if short else f"fast {key[5:]}: {ms:.0f} ms, loss {loss:.4g}"
+    n = int(key[5:])
+    m = p["snapshots"][n]
+    if short:
+        return f"iter {n}\n{m['seconds']:.1f} s, loss {m['total']:.3g}"
+    return f"iterative {n} it.: {m['seconds']:.1f} s, loss {m['total']:.4g}"
+
+
 def grid_figure(data: dict, out: Path, path: Path, thumb: float = 1.9) -> Path:
     """One row per photo: content | fast model(s) | iterative snapshots, captioned (a PNG for docs
     and slides; the HTML page shows the same images at full size)."""
@@ -111,16 +126,7 @@ def grid_figure(data: dict, out: Path, path: Path, thumb: float = 1.9) -> Path:
                 ax.axis("off")
                 continue
             ax.imshow(images.load(out / rel))
-            if key == "content":
-                cap = p["photo"]
-            elif key.startswith("fast:"):
-                f = p["fast"][key[5:]]
-                cap = f"fast {key[5:]}\n{f['seconds'] * 1000:.0f} ms, loss {f['metrics']['total']:.3g}"
-            else:
-                n = int(key[5:])
-                m = p["snapshots"][n]
-                cap = f"iter {n}\n{m['seconds']:.1f} s, loss {m['total']:.3g}"
-            ax.set_title(cap, fontsize=7)
+            ax.set_title(_caption(p, key, short=True), fontsize=7)
     fig.tight_layout(pad=.3)
     fig.savefig(path)
     plt.close(fig)
@@ -187,16 +193,32 @@ def write_report(data: dict, out: Path) -> Path:
     for p in data["photos"]:
         p["files"]["plot"] = loss_plot(p, models, plots / f"loss_{p['slug']}.png", prec).relative_to(out).as_posix()
     grid_rel = grid_figure(data, out, plots / "grid.png").relative_to(out).as_posix()
-
-    obj = data["objective"]
     parts = [f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{_e(data['title'])}</title>"
              f"<style>{CSS}</style></head><body>",
              f"<h1>{_e(data['title'])}</h1>",
              f"<p class=note>{_e(data['created'])} &middot; {len(data['photos'])} photo(s) at {data['options']['size']} px "
              f"(longest side) &middot; {_e(_machine_text(data['machine']))} &middot; L-BFGS step "
              f"{data['options']['lr']}, {_e(prec)}</p>"]
+    parts += _summary_html(data, models, prec)
+    parts += _objective_html(data)
+    parts.append("<h2>Speed</h2>" + _speed_html(data))
+    parts += _images_html(data, models, grid_rel)
+    parts.append(
+        "<h2>Data</h2><p><a href=\"metrics.csv\">metrics.csv</a> &middot; <a href=\"metrics.json\">metrics.json</a> "
+        "(everything on this page, with the loss at every iteration).</p>"
+        "<p class=note>Metrics: losses are the objective's weighted terms, evaluated in fp32 (so they can differ "
+        "slightly from the curve when the run used bf16). SSIM: mean structural similarity of the luma to the "
+        "content photo (Gaussian window, sigma 1.5; 1 = identical). colour_distance: sliced Wasserstein-1 "
+        "distance between the image's and the style image's pixel colours in CIELAB (64 directions; about "
+        "Delta-E units; lower = closer to the painting's palette).</p></body></html>")
+    page = out / "index.html"
+    page.write_text("\n".join(parts))
+    return page
 
-    # summary
+
+def _summary_html(data: dict, models: Sequence[str], prec: str) -> list[str]:
+    """The summary table: per photo, each fast model's loss and what it is worth."""
+    parts = []
     parts.append("<h2>Summary</h2><table><tr><th class=l>photo</th>"
                  + "".join(f"<th>fast {_e(m)}: loss</th><th>worth N iterations</th><th>iterative time to match (s)</th>"
                            f"<th>speed-up at match</th>" for m in models)
@@ -218,8 +240,13 @@ def write_report(data: dict, out: Path) -> Path:
         "the photo, reaches a loss at most the fast model's, on the same objective, both measured in "
         f"{_e(prec)}. An iteration is one objective evaluation (VGG forward + backward). Time to match includes "
         "setting the content target. The fast model's time is one onnxruntime pass.</p>")
+    return parts
 
-    # objective
+
+def _objective_html(data: dict) -> list[str]:
+    """The objective the fast model was trained with, and its card's facts."""
+    parts = []
+    obj = data["objective"]
     parts.append("<h2>Objective</h2><p>The one the fast model was trained with, rebuilt from its model card "
                  f"(<code>{_e(data['model']['file'])}</code>):</p><table>"
                  + "".join(f"<tr><th class=l>{_e(k)}</th><td class=l>{_e(_value_text(v))}</td></tr>"
@@ -228,11 +255,12 @@ def write_report(data: dict, out: Path) -> Path:
     if data["model"].get("card"):
         parts.append("<p class=note>Model: " + ", ".join(f"{_e(k)} {_e(v)}" for k, v in data["model"]["card"].items())
                      + "</p>")
+    return parts
 
-    # speed
-    parts.append("<h2>Speed</h2>" + _speed_html(data))
 
-    # per photo
+def _images_html(data: dict, models: Sequence[str], grid_rel: str) -> list[str]:
+    """The overview grid, then per photo its images, loss plot and metrics."""
+    parts = []
     parts.append(f"<h2>Images</h2><p><a href=\"{_e(grid_rel)}\"><img class=plot src=\"{_e(grid_rel)}\" "
                  "alt=\"overview grid\"></a></p>")
     for p in data["photos"]:
@@ -240,31 +268,13 @@ def write_report(data: dict, out: Path) -> Path:
         order = ["content"] + [f"fast:{m}" for m in models] + [f"iter:{n}" for n in sorted(p["snapshots"])]
         for key in order:
             rel = p["files"][key]
-            if key == "content":
-                cap = "content photo"
-            elif key.startswith("fast:"):
-                f = p["fast"][key[5:]]
-                cap = f"fast {key[5:]}: {f['seconds'] * 1000:.0f} ms, loss {f['metrics']['total']:.4g}"
-            else:
-                n = int(key[5:])
-                m = p["snapshots"][n]
-                cap = f"iterative {n} it.: {m['seconds']:.1f} s, loss {m['total']:.4g}"
+            cap = _caption(p, key, short=False)
             parts.append(f"<figure><a href=\"{_e(rel)}\"><img src=\"{_e(rel)}\" alt=\"{_e(cap)}\" loading=lazy></a>"
                          f"<figcaption>{_e(cap)}</figcaption></figure>")
         parts.append("</div>")
         parts.append(f"<p><img class=plot src=\"{_e(p['files']['plot'])}\" alt=\"loss against iterations\"></p>")
         parts.append(_metrics_html(p, models))
-    parts.append(
-        "<h2>Data</h2><p><a href=\"metrics.csv\">metrics.csv</a> &middot; <a href=\"metrics.json\">metrics.json</a> "
-        "(everything on this page, with the loss at every iteration).</p>"
-        "<p class=note>Metrics: losses are the objective's weighted terms, evaluated in fp32 (so they can differ "
-        "slightly from the curve when the run used bf16). SSIM: mean structural similarity of the luma to the "
-        "content photo (Gaussian window, sigma 1.5; 1 = identical). colour_distance: sliced Wasserstein-1 "
-        "distance between the image's and the style image's pixel colours in CIELAB (64 directions; about "
-        "Delta-E units; lower = closer to the painting's palette).</p></body></html>")
-    page = out / "index.html"
-    page.write_text("\n".join(parts))
-    return page
+    return parts
 
 
 def _value_text(v) -> str:

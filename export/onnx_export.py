@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import logging
 import os
 import tempfile
 import warnings
@@ -19,7 +20,14 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                      quantize_static)
+from onnxruntime.transformers.float16 import convert_float_to_float16
 
+from impasto import __version__, images
 from impasto.errors import ImpastoError
 from impasto.files import atomic_write_bytes
 
@@ -62,7 +70,6 @@ def set_metadata(model, meta: dict) -> None:
 
 def read_metadata(path_or_model) -> dict:
     """The impasto.* metadata of an ONNX file, without the prefix."""
-    import onnx
     model = path_or_model if hasattr(path_or_model, "graph") else onnx.load(str(path_or_model),
                                                                            load_external_data=False)
     return {p.key[len(META_PREFIX):]: p.value for p in model.metadata_props
@@ -76,8 +83,6 @@ def export_onnx(net, path: str | os.PathLike, *, style: str, arch: str | None = 
                 opset: int = DEFAULT_OPSET, sample_hw: tuple[int, int] = (128, 128),
                 verbose: bool = False) -> Path:
     """Trace `net` with torch.export (dynamic batch/H/W) and write an ONNX file atomically."""
-    import onnx
-    import torch
 
     net = net.eval()
     arch = arch or getattr(net, "arch_name", "custom")
@@ -97,7 +102,6 @@ def export_onnx(net, path: str | os.PathLike, *, style: str, arch: str | None = 
     onnx.checker.check_model(model)
     model.producer_name = "impasto"
     model.doc_string = f"impasto fast style network: style {style}, architecture {arch}"
-    from impasto import __version__
     spec = net.describe() if hasattr(net, "describe") else {}
     set_metadata(model, {
         "style": style,
@@ -117,7 +121,6 @@ def export_onnx(net, path: str | os.PathLike, *, style: str, arch: str | None = 
 # ----------------------------------------------------------------------------- parity
 
 def _ort_session(path, threads: int | None = None):
-    import onnxruntime as ort
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     if threads:
@@ -136,7 +139,6 @@ def parity(net, onnx_path, images: Sequence[np.ndarray] = (), random_shapes: Ite
 
     Random inputs exercise dynamic batch and odd sizes; `images` (HxWx3 float 0..1) are real photos.
     """
-    import torch
     sess = _ort_session(onnx_path)
     rng = np.random.default_rng(seed)
     cases = [("random", rng.random((n, 3, h, w), dtype=np.float32)) for n, h, w in random_shapes]
@@ -155,7 +157,6 @@ def parity(net, onnx_path, images: Sequence[np.ndarray] = (), random_shapes: Ite
 
 
 def _parity_cases(net, sess, cases, report: dict) -> dict:
-    import torch
     for kind, x in cases:
         with torch.no_grad():
             ref = net(torch.from_numpy(x)).numpy()
@@ -178,8 +179,6 @@ def _parity_cases(net, sess, cases, report: dict) -> dict:
 
 def to_fp16(src, dst) -> Path:
     """fp16 weights and activations; the graph keeps float32 input/output so callers don't change."""
-    import onnx
-    from onnxruntime.transformers.float16 import convert_float_to_float16
     model = onnx.load(str(src))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -215,7 +214,6 @@ def _unique_node_names(model) -> None:
 
 def calibration_batches(paths: Sequence[str | os.PathLike], size: int = 256, limit: int = 16):
     """Calibration inputs for static int8 quantisation: real photos, longest side `size`, /4-padded."""
-    from impasto import images
     out = []
     for p in list(paths)[:limit]:
         try:
@@ -230,9 +228,6 @@ def calibration_batches(paths: Sequence[str | os.PathLike], size: int = 256, lim
 
 def to_int8(src, dst, calibration: Sequence[np.ndarray]) -> Path:
     """Static int8 quantisation (QDQ, per-channel weights) calibrated on real photos."""
-    import onnx
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
-                                          QuantType, quantize_static)
 
     class Reader(CalibrationDataReader):
         def __init__(self):
@@ -242,7 +237,6 @@ def to_int8(src, dst, calibration: Sequence[np.ndarray]) -> Path:
             x = next(self.it, None)
             return None if x is None else {INPUT_NAME: x}
 
-    import logging
     dst = Path(dst)
     logging.getLogger().setLevel(logging.ERROR)  # the quantiser logs advice at WARNING on root
     with tempfile.TemporaryDirectory(dir=dst.parent if dst.parent.exists() else None) as tmp:

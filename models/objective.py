@@ -17,6 +17,9 @@ from torch import nn
 
 from .vgg import VGGEncoder, VGGWeights
 
+# The order keyword terms are summed and shown in (a mapping's own order is kept as given).
+ORDER = ("content", "style", "histogram", "mrf", "tv")
+
 
 class Objective(nn.Module):
     """Named terms, one VGG pass for all of them, the weighted sum and the terms for display.
@@ -24,13 +27,14 @@ class Objective(nn.Module):
     `Objective(weights, content=ContentLoss(), style=StyleLoss(), tv=TVLoss())` builds the encoder
     for the union of the terms' layers; `Objective(encoder, {"style": ..., "mrf": ...})` shares an
     encoder built elsewhere (the semantic modes compute their targets with it first). Terms given
-    as None are left out.
+    as None are left out; keyword terms are taken in the order of ORDER.
     """
 
     def __init__(self, encoder: Union[VGGEncoder, VGGWeights], terms: Optional[Mapping[str, Optional[nn.Module]]] = None,
                  pooling: str = "max", **named_terms: Optional[nn.Module]):
         super().__init__()
-        given = {**(terms or {}), **named_terms}
+        named = sorted(named_terms.items(), key=lambda kv: ORDER.index(kv[0]) if kv[0] in ORDER else len(ORDER))
+        given = {**(terms or {}), **dict(named)}
         self.terms = nn.ModuleDict({name: term for name, term in given.items() if term is not None})
         if isinstance(encoder, VGGEncoder):
             self.vgg = encoder

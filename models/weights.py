@@ -15,8 +15,11 @@ import re
 import socket
 from pathlib import Path
 
+import h5py
 import numpy as np
 import torch
+import torchvision
+from safetensors.torch import load_file
 
 from impasto.errors import ImpastoError
 
@@ -98,7 +101,6 @@ def _load_pth(path: Path) -> VGGWeights:
 
 
 def _load_safetensors(path: Path) -> VGGWeights:
-    from safetensors.torch import load_file
     try:
         state = load_file(str(path))
     except Exception as exc:
@@ -126,7 +128,6 @@ def _h5_name(path: str) -> str | None:
 
 
 def _load_h5(path: Path) -> VGGWeights:
-    import h5py
     try:
         f = h5py.File(path, "r")
     except OSError as exc:
@@ -213,7 +214,6 @@ def _online(host: str = "download.pytorch.org", timeout: float = 3.0) -> bool:
 
 
 def _load_torchvision(arch: str) -> VGGWeights:
-    import torchvision
     enum = {"vgg16": torchvision.models.VGG16_Weights.IMAGENET1K_V1,
             "vgg19": torchvision.models.VGG19_Weights.IMAGENET1K_V1}[arch]
     cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(enum.url).name

@@ -26,6 +26,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import uvicorn
 from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
@@ -35,7 +36,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from impasto import __version__
 from impasto.errors import ImpastoError
 
-from . import service
+from . import service, zoo
 from .metrics import Registry
 from .runtime import default_threads
 
@@ -189,12 +190,38 @@ def _error(status: int, message: str, headers: dict | None = None) -> JSONRespon
     return JSONResponse({"error": message, "status": status}, status_code=status, headers=headers)
 
 
+@dataclass
+class _Parts:
+    """What the routes share: the settings, the loaded styles, the admission gate, the metrics."""
+    settings: Settings
+    styles: SharedStyles
+    gate: Gate
+    metrics: Registry
+    state: dict
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
+    """The app: thin routes that validate and hand the work to `service` (callable without HTTP)."""
     settings = settings or Settings()
     metrics = Registry()
-    styles = SharedStyles(settings.models, settings.backend, settings.threads, slots=settings.slots)
-    gate = Gate(settings.workers, settings.queue, metrics)
-    state = {"ready": False, "started": time.time(), "load_error": None}
+    parts = _Parts(settings, SharedStyles(settings.models, settings.backend, settings.threads, slots=settings.slots),
+                   Gate(settings.workers, settings.queue, metrics), metrics,
+                   {"ready": False, "started": time.time(), "load_error": None})
+    app = FastAPI(title="impasto", version=__version__, lifespan=_lifespan(parts),
+                  description="Paint a photo in the style of an artwork, with fast style networks "
+                              "run by onnxruntime or OpenVINO.")
+    app.state.settings, app.state.styles, app.state.metrics, app.state.gate = (
+        settings, parts.styles, metrics, parts.gate)
+    _add_observation(app, metrics)
+    app.add_middleware(BodyLimit, limit=settings.limits.max_body_bytes)
+    _add_error_handlers(app)
+    _add_info_routes(app, parts)
+    _add_stylize_route(app, parts)
+    return app
+
+
+def _lifespan(parts: _Parts):
+    settings, styles, gate, state = parts.settings, parts.styles, parts.gate, parts.state
 
     @asynccontextmanager
     async def lifespan(app):
@@ -208,12 +235,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         state["ready"] = True
         yield
         gate.shutdown()  # graceful: uvicorn has stopped accepting; let running work finish
+    return lifespan
 
-    app = FastAPI(title="impasto", version=__version__, lifespan=lifespan,
-                  description="Paint a photo in the style of an artwork, with fast style networks "
-                              "run by onnxruntime or OpenVINO.")
-    app.state.settings, app.state.styles, app.state.metrics, app.state.gate = settings, styles, metrics, gate
 
+def _add_observation(app: FastAPI, metrics: Registry) -> None:
     @app.middleware("http")
     async def observe(request: Request, call_next):
         t0 = time.perf_counter()
@@ -227,8 +252,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             metrics.errors.inc(path, str(response.status_code))
         return response
 
-    app.add_middleware(BodyLimit, limit=settings.limits.max_body_bytes)
 
+def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ImpastoError)
     async def impasto_error(request, exc: ImpastoError):
         return _error(exc.status, str(exc))
@@ -247,6 +272,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def internal_error(request, exc: Exception):
         log.exception("internal error on %s", request.url.path)
         return _error(500, "internal error")
+
+
+def _add_info_routes(app: FastAPI, parts: _Parts) -> None:
+    styles, gate, metrics, state = parts.styles, parts.gate, parts.metrics, parts.state
 
     @app.get("/", include_in_schema=False)
     async def index():
@@ -280,6 +309,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return FileResponse(service.preview_path(styles, name), media_type="image/png",
                             headers={"Cache-Control": "public, max-age=3600"})
 
+
+def _add_stylize_route(app: FastAPI, parts: _Parts) -> None:
+    settings, styles, gate, metrics = parts.settings, parts.styles, parts.gate, parts.metrics
+
     @app.post("/stylize", summary="Paint an uploaded photo in a style",
               responses={200: {"content": {"image/jpeg": {}, "image/png": {}, "image/webp": {}}},
                          413: {"description": "too large"}, 415: {"description": "not an accepted image"},
@@ -294,8 +327,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ):
         style = style or None  # an empty field means the default style
         if style is not None:
-            from .zoo import check_style_name
-            check_style_name(style)
+            zoo.check_style_name(style)
         service.parse_output_format(format)
         if size is not None and not (16 <= size <= settings.limits.max_size):
             raise ImpastoError(f"size must be between 16 and {settings.limits.max_size} px, not {size}", 422)
@@ -319,12 +351,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "X-Image-Size": f"{result.width}x{result.height}",
             "Content-Disposition": f'inline; filename="{result.style}.{result.extension}"'})
 
-    return app
-
 
 def serve(settings: Settings) -> None:
     """Run the app on uvicorn until SIGINT/SIGTERM; in-flight requests finish first."""
-    import uvicorn
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings.threads = settings.threads or default_threads()
     app = create_app(settings)

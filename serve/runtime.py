@@ -22,6 +22,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 
 from impasto.errors import ImpastoError
 
@@ -64,10 +65,6 @@ def cpu_has_bf16() -> bool:
 
 
 def cuda_available() -> bool:
-    try:
-        import onnxruntime as ort
-    except ImportError:  # pragma: no cover
-        return False
     return "CUDAExecutionProvider" in ort.get_available_providers()
 
 
@@ -105,7 +102,6 @@ class OrtEngine(Engine):
 
     def __init__(self, path, threads: int | None = None, cuda: bool = False):
         super().__init__(path)
-        import onnxruntime as ort
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

@@ -63,7 +63,7 @@ def add_run_arguments(p: argparse.ArgumentParser) -> dict[str, argparse.Action]:
     actions["size"] = g.add_argument("--size", type=int, default=None,
                                      help=f"longest side of the output in pixels (default: the photo's, at most {MAX_DEFAULT_SIZE})")
     g.add_argument("--scales", nargs="+", type=int, default=[], metavar="PX",
-                   help="coarse-to-fine sizes, e.g. 256 512 1024 (overrides --size)")
+                   help="coarse-to-fine sizes, e.g. 256 512 1024 (overrides --size; default: none)")
     g.add_argument("--style-scale", type=float, default=1.0, help="style image size relative to the output")
     g.add_argument("--seed", type=int, default=0, help="random seed (noise init, sampling)")
     return actions

@@ -39,21 +39,21 @@ def add_semantic_arguments(p: argparse.ArgumentParser, content: argparse.Action)
     """Adds the semantic group to optimize's parser; `content` is its --content option, which becomes
     optional here (a doodle has no content photo)."""
     content.required = False
-    content.help = "the photo to paint (leave out to paint a doodle: --content-map alone)"
+    content.help = "the photo to paint (default: none, to paint a doodle from --content-map alone)"
     p.epilog = (p.epilog or "") + "\n\n" + SEMANTIC_EPILOG
     g = p.add_argument_group("semantic (where which style goes; see docs/semantic.md)")
     g.add_argument("--preset", metavar="YAML", help="options from a preset file, e.g. configs/iterative/doodle.yaml "
-                   "(options given on the command line win)")
-    g.add_argument("--content-map", metavar="PATH", help="colour-coded map of the content (or the doodle)")
-    g.add_argument("--style-map", action="append", metavar="PATH", help="map of a style image (one per --style)")
+                   "(options given on the command line win; default: none)")
+    g.add_argument("--content-map", metavar="PATH", help="colour-coded map of the content (or the doodle) (default: none)")
+    g.add_argument("--style-map", action="append", metavar="PATH", help="map of a style image (one per --style) (default: none)")
     g.add_argument("--mask", action="append", metavar="PATH",
-                   help="grey mask on the content, white = styled; mask i takes --style i")
+                   help="grey mask on the content, white = styled; mask i takes --style i (default: none)")
     g.add_argument("--semantic-mode", choices=["region", "soft", "patch", "doodle"],
                    help="region (hard masks), soft (gradient masks), patch, doodle (default: region; doodle "
                         "without --content)")
     g.add_argument("--keep-outside", action="store_true", default=None,
                    help="hard mask: pixels outside the styled regions stay exactly the content")
-    g.add_argument("--labels", nargs="+", metavar="COLOUR", help="style only these map colours (#rrggbb)")
+    g.add_argument("--labels", nargs="+", metavar="COLOUR", help="style only these map colours (#rrggbb) (default: all)")
     g.add_argument("--unmatched", choices=["global", "skip", "error"],
                    help="a content label with no style region: whole-style statistics (default), content only, or error")
     g.add_argument("--mask-threshold", type=float, help="hard region from a grey mask: value above this (default: 0.5)")

@@ -24,7 +24,7 @@ import numpy as np
 
 from impasto.errors import ImpastoError
 
-from .warp import _grid, warp
+from .warp import grid, warp
 
 METHODS = ("dis", "dis-fast", "farneback")
 
@@ -110,7 +110,7 @@ def reliability(backward: np.ndarray, forward: np.ndarray) -> np.ndarray:
     """1 where the backward flow of frame t is trusted, 0 at occlusions, motion boundaries and
     pixels that come from outside frame t-1 (HxW float32). See the module notes."""
     h, w = backward.shape[:2]
-    xs, ys = _grid(h, w)
+    xs, ys = grid(h, w)
     fwd_at = warp(forward, backward)
     fx, fy = fwd_at[..., 0], fwd_at[..., 1]
     bx, by = backward[..., 0], backward[..., 1]

@@ -14,6 +14,7 @@ container can hold the codec, transcoded (AAC, or Opus for webm) otherwise; GIF 
 
 from __future__ import annotations
 
+import itertools
 import os
 import tempfile
 from dataclasses import dataclass
@@ -21,7 +22,10 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Iterator, Optional, Union
 
+import av
 import numpy as np
+from PIL import Image
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from impasto.errors import ImpastoError
 
@@ -52,10 +56,6 @@ DEFAULT_CRF = 18               # x264/VP9 quality: visually transparent, so flic
 
 
 def _av():
-    try:
-        import av
-    except ImportError:  # pragma: no cover - a dependency
-        raise ImpastoError("video needs PyAV: pip install av") from None
     av.logging.set_level(av.logging.FATAL)  # we raise our own errors; no FFmpeg chatter
     return av
 
@@ -79,7 +79,6 @@ def is_video(path: PathLike) -> bool:
     if ext != ".gif":
         return True
     try:
-        from PIL import Image
         with Image.open(p) as img:
             return getattr(img, "n_frames", 1) > 1
     except Exception:
@@ -298,7 +297,6 @@ def _palette_order(av) -> list[int]:
     by a round trip of a two-colour frame rather than assumed."""
     global _PAL_ORDER
     if _PAL_ORDER is None:
-        import itertools
         idx = np.array([[0, 1]], np.uint8)
         rgba = np.zeros((256, 4), np.uint8)
         rgba[0] = (10, 100, 200, 255)
@@ -385,7 +383,6 @@ class VideoWriter:
         rgb = (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
         if self.stream.pix_fmt != "pal8":
             return av.VideoFrame.from_ndarray(rgb, format="rgb24")
-        from PIL import Image
         # One palette per frame, no dithering: dither noise would itself flicker.
         pal_img = Image.fromarray(rgb).quantize(256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE)
         idx = np.asarray(pal_img, dtype=np.uint8)
@@ -544,8 +541,6 @@ class FrameProgress:
         self.enabled = enabled
         if not enabled:
             return
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                   TimeRemainingColumn)
         self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                             TextColumn("{task.fields[fps]}"), TimeRemainingColumn(),
                             TextColumn("{task.fields[status]}"), transient=False)

@@ -25,9 +25,11 @@ import random
 from pathlib import Path
 from typing import Optional
 
+import datasets
 import numpy as np
-import torch
 import pytorch_lightning as pl
+import torch
+from datasets import Image as ImageFeature
 from PIL import Image, ImageFile, ImageOps
 from torch.utils.data import DataLoader, Dataset, Sampler
 
@@ -193,8 +195,6 @@ class PhotoDataModule(pl.LightningDataModule):
     # -- loading ------------------------------------------------------------------------------
     def load_table(self):
         """The photos as a `datasets.Dataset` with undecoded image cells, in a stable order."""
-        import datasets
-        from datasets import Image as ImageFeature
         if Path(self.source).is_dir():
             folder = Path(self.source)
             files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))

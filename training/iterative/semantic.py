@@ -404,7 +404,7 @@ def _region_objective(inputs: SemanticInputs, config: OptimizeConfig, scfg: Sema
 
 # ----------------------------------------------------------------------------- patch mode
 
-def _tiles(length: int, n: int, overlap: float) -> tuple[int, list[int]]:
+def tiles(length: int, n: int, overlap: float) -> tuple[int, list[int]]:
     """Tile size and starts covering [0, length) with n equal tiles, each `overlap` x the step
     longer than the step, so neighbours share a band to feather over."""
     if n == 1:
@@ -468,8 +468,8 @@ def _patch_objective(inputs: SemanticInputs, config: OptimizeConfig, scfg: Seman
     w, h = size
     content = images.resize_to(inputs.content, size)
     regions = plan_regions(inputs, scfg, size, match)
-    th, ys = _tiles(h, scfg.patch_grid, scfg.patch_overlap)
-    tw, xs = _tiles(w, scfg.patch_grid, scfg.patch_overlap)
+    th, ys = tiles(h, scfg.patch_grid, scfg.patch_overlap)
+    tw, xs = tiles(w, scfg.patch_grid, scfg.patch_overlap)
     boxes = [(y, x, th, tw) for y in ys for x in xs]
     style_side = max(16, round(max(w, h) * c.style_scale))
     styles = [images.resize(s, style_side) for s in inputs.styles]

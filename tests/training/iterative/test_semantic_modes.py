@@ -15,7 +15,7 @@ from impasto.models.tensors import to_tensor
 from impasto.models.vgg import VGGEncoder, layer_masks
 from impasto.models.semantic import SemanticWarning, resize_labels
 from impasto.training.iterative.optimize import OptimizeConfig
-from impasto.training.iterative.semantic import SemanticConfig, _tiles, load_inputs, plan_regions, stylize_semantic
+from impasto.training.iterative.semantic import SemanticConfig, tiles, load_inputs, plan_regions, stylize_semantic
 
 pytestmark = pytest.mark.slow
 
@@ -116,8 +116,8 @@ def test_patch_mode_shows_no_seams(landscape, weights_path, vgg_weights):
     h, w = out.shape[:2]
     content = images.resize_to(landscape.content, (w, h))
     assert np.abs(out - content).mean() > 0.02                 # styled
-    th, ys = _tiles(h, 3, 0.5)
-    tw, xs = _tiles(w, 3, 0.5)
+    th, ys = tiles(h, 3, 0.5)
+    tw, xs = tiles(w, 3, 0.5)
     # tile edges inside the image: where a seam would be
     cols = sorted({x for x in xs[1:]} | {x + tw for x in xs[:-1]})
     rows = sorted({y for y in ys[1:]} | {y + th for y in ys[:-1]})

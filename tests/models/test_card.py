@@ -1,0 +1,67 @@
+"""The model card, read and written in one place (impasto.models.zoo.card), and the small copy of
+the painting each bundled style carries, so `impasto compare --style NAME` works anywhere."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from impasto import images
+from impasto.errors import ImpastoError
+from impasto.models.zoo.card import (STYLE_THUMBNAIL_SIDE, card_from_meta, load_card, read_card, style_thumbnail_path,
+                                     write_card, write_style_thumbnail)
+from impasto.serve import zoo
+
+BUNDLED = [s for s in zoo.list_styles(zoo.bundled_dir())]
+
+
+def test_write_card_merges_and_keeps_no_machine_paths(tmp_path):
+    path = tmp_path / "candy.json"
+    write_card(path, {"style": "candy", "quality": {"fp16": 0.01}, "photos": "/home/someone/photos"})
+    write_card(path, {"steps": 800, "quality": {"lbfgs": 40}}, merge_nested=True)
+    card = json.loads(path.read_text())
+    assert card == {"style": "candy", "quality": {"fp16": 0.01, "lbfgs": 40}, "photos": "photos", "steps": 800}
+    write_card(path, {"quality": {"int8": 0.1}})                 # export's fresh numbers replace
+    assert json.loads(path.read_text())["quality"] == {"int8": 0.1}
+    path.write_text("{not json")
+    with pytest.raises(ImpastoError, match="not valid JSON"):
+        write_card(path, {"style": "x"})
+    assert "error" in read_card(tmp_path / "candy.onnx")
+
+
+def test_card_from_meta_keeps_file_names_only():
+    card = card_from_meta({"style": "candy", "style_image": "../shared/data/style/candy.jpg", "vgg": "/w/vgg.h5",
+                           "checkpoint": "/abs/last.ckpt", "not_a_card_field": 1})
+    assert card == {"style": "candy", "style_image": "candy.jpg", "vgg": "vgg.h5"}
+
+
+def test_style_thumbnail_is_small_and_never_upscaled(tmp_path, data):
+    big = write_style_thumbnail(data / "style" / "candy.jpg", tmp_path / "candy.onnx")
+    assert big == tmp_path / "candy.style.jpg"
+    assert max(images.load(big).shape[:2]) == STYLE_THUMBNAIL_SIDE
+    small_src = tmp_path / "small.png"
+    images.save(images.load(data / "style" / "candy.jpg", max_side=100), small_src)
+    small = write_style_thumbnail(small_src, tmp_path / "small.onnx")
+    assert max(images.load(small).shape[:2]) == 100
+
+
+@pytest.mark.parametrize("style", BUNDLED, ids=lambda s: s["name"])
+def test_every_bundled_style_carries_its_painting(style):
+    thumb = style_thumbnail_path(style["path"])
+    assert thumb.is_file() and style["card"].get("style_thumbnail") == thumb.name
+    assert max(images.load(thumb).shape[:2]) <= STYLE_THUMBNAIL_SIDE
+    assert load_card(style["path"])["style"] == style["name"]
+
+
+def test_compare_finds_the_painting_outside_the_checkout(tmp_path, monkeypatch):
+    """The card's style image is `../shared/data/style/candy.jpg`, relative to the checkout: from
+    anywhere else, compare falls back to the bundled copy."""
+    from impasto.compare.objective import find_style_image, training_params
+    model = zoo.resolve_style("candy")
+    card = load_card(model)
+    monkeypatch.chdir(tmp_path)
+    found = find_style_image(training_params(card), card, model=model)
+    assert found == style_thumbnail_path(model)
+    with pytest.raises(ImpastoError, match="pass --style-image"):
+        find_style_image(training_params(card), card)
