@@ -175,6 +175,6 @@ def export_style(checkpoint, output, *, style: str | None = None, arch: str | No
         report["style_thumbnail"] = thumb.name
         log(f"style thumbnail {thumb}")
     if card:
-        write_card(Path(card), report)
+        write_card(Path(card), report, file_names_only=True)
         log(f"model card {card}")
     return report

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import make_checkpoint, photos_in
+from helpers import make_checkpoint, photos_in, write_clip
 
 from helpers import REPO
 SHARED = Path(os.environ.get("IMPASTO_SHARED", REPO.parent / "shared"))
@@ -63,3 +63,46 @@ def style_models(tmp_path_factory, data) -> Path:
                                           "default": name == "alpha", "preview": f"{name}.png"})
     (root / "alpha.pt").unlink()
     return root
+
+
+# ----------------------------------------------------------------------------- video
+
+@pytest.fixture(scope="session")
+def photo(data):
+    """A real photo, 256 px: what the video clip is made of."""
+    from impasto import images
+    return images.load(data / "content" / "tubingen.jpg", max_side=256)
+
+
+@pytest.fixture(scope="session")
+def clip(tmp_path_factory, photo):
+    """A short synthetic video (see helpers.write_clip)."""
+    return write_clip(tmp_path_factory.mktemp("clip") / "clip.mp4", photo)
+
+
+@pytest.fixture(scope="session")
+def model(tmp_path_factory):
+    """A randomly initialised slim transformer exported to ONNX: a real network for onnxruntime."""
+    import torch
+    from impasto.export.onnx_export import export_onnx
+    from impasto.models.transformer import TransformerNet
+    torch.manual_seed(0)
+    return export_onnx(TransformerNet("slim"), tmp_path_factory.mktemp("model") / "random_slim.onnx",
+                       style="random_slim")
+
+
+@pytest.fixture(scope="session")
+def engine(model):
+    from impasto.serve.runtime import load_engine
+    return load_engine(model, "ort")
+
+
+@pytest.fixture
+def one_thread():
+    """Frames of 64 px gain nothing from threads, and on a busy 2-core machine OpenMP's
+    spinning threads slow the optimiser down many times over; restored afterwards."""
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

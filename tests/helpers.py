@@ -1,5 +1,6 @@
 """What several test folders share: the repository root, a training checkpoint of a real (freshly
-initialised) network, the shared photos, and the HTTP server as a real process."""
+initialised) network, the shared photos, the HTTP server as a real process, and a short video clip
+synthesised from a real photo (panned and zoomed, with noise and an AAC audio track)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,13 @@ import socket
 import subprocess
 import sys
 import time
+from fractions import Fraction
 from pathlib import Path
 
+import av
+import cv2
 import httpx
+import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -85,3 +90,57 @@ class Server:
                 self.proc.wait()
         self.log.close()
         return self.proc.returncode
+
+
+# ----------------------------------------------------------------------------- a video clip
+
+W, H, N, FPS = 96, 64, 8, Fraction(12)
+
+
+def clip_frames(photo: np.ndarray, n: int, w: int, h: int, seed: int = 0):
+    """Camera moving right and down while zooming in, with a little noise."""
+    rng = np.random.default_rng(seed)
+    ph, pw = photo.shape[:2]
+    for i in range(n):
+        z = 1.0 + 0.012 * i
+        cx, cy = pw * 0.45 + 1.5 * i, ph * 0.45 + 0.8 * i
+        # output pixel (u, v) samples the photo at (cx + (u - w/2) / z, cy + (v - h/2) / z)
+        m = np.array([[1 / z, 0, cx - w / 2 / z], [0, 1 / z, cy - h / 2 / z]], np.float32)
+        frame = cv2.warpAffine(photo, m, (w, h), flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP)
+        yield np.clip(frame + rng.normal(0, 0.01, frame.shape), 0, 1).astype(np.float32)
+
+
+def write_clip(path, photo, n=N, w=W, h=H, fps=FPS, audio=True):
+    """Written with PyAV directly (not impasto's writer), with a 440 Hz AAC track."""
+    with av.open(str(path), "w") as out:
+        vs = out.add_stream("libx264", rate=fps)
+        vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
+        vs.options = {"crf": "12"}
+        if audio:
+            aus = out.add_stream("aac", rate=44100)
+            aus.layout = "mono"
+        for frame in clip_frames(photo, n, w, h):
+            rgb = (frame * 255 + 0.5).astype(np.uint8)
+            for packet in vs.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+                out.mux(packet)
+        for packet in vs.encode():
+            out.mux(packet)
+        if audio:
+            rate = 44100
+            t = np.arange(int(rate * n / fps)) / rate
+            samples = (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None]
+            for k in range(0, samples.shape[1], 1024):
+                frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:, k:k + 1024]), format="fltp",
+                                                   layout="mono")
+                frame.sample_rate, frame.pts = rate, k
+                for packet in aus.encode(frame):
+                    out.mux(packet)
+            for packet in aus.encode():
+                out.mux(packet)
+    return path
+
+
+def frame_times(path):
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        return [round(float(f.pts * s.time_base), 4) for f in c.decode(s)]

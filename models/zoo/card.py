@@ -112,12 +112,15 @@ def _json_default(o):
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
-def write_card(path: str | os.PathLike, updates: dict[str, Any], merge_nested: bool = False) -> dict:
+def write_card(path: str | os.PathLike, updates: dict[str, Any], merge_nested: bool = False,
+               file_names_only: bool = False) -> dict:
     """Merge `updates` into the card JSON at `path` (created if missing), atomically; returns it.
 
     Keys the card has that `updates` does not mention are kept, so training and export each add
     their own fields. `merge_nested` also merges dict values one level down (training's meta);
-    without it a dict value replaces the old one (export's fresh measurements).
+    without it a dict value replaces the old one (export's fresh measurements). `file_names_only`
+    turns every absolute path in the card into its file name (export: the card ships with the
+    package).
     """
     path = Path(path)
     card: dict[str, Any] = {}
@@ -131,7 +134,9 @@ def write_card(path: str | os.PathLike, updates: dict[str, Any], merge_nested: b
             card[key] = {**card[key], **value}
         else:
             card[key] = value
-    card = no_machine_paths(json.loads(json.dumps(card, default=_json_default)))
+    card = json.loads(json.dumps(card, default=_json_default))
+    if file_names_only:
+        card = no_machine_paths(card)
     atomic_write_bytes(path, (json.dumps(card, indent=2, sort_keys=False) + "\n").encode())
     return card
 

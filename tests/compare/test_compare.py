@@ -223,6 +223,7 @@ def test_bad_options_exit_2_with_a_clear_message(argv, message, capsys, tmp_path
     assert message in err and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_bad_option_from_the_real_command_line(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "impasto.cli", "compare", "--style", "x.onnx", "--content",
                            str(tmp_path), "-o", str(tmp_path / "r"), "--size", "8"],

@@ -121,6 +121,7 @@ def test_models_import_none_of_the_other_libraries():
 SERVE_MODULES = sorted(m for m in MODULES if m.startswith("impasto.serve"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("entry", [", ".join(SERVE_MODULES), "impasto.commands.stylize, impasto.models.zoo.card"])
 def test_serve_and_stylize_never_import_torch(entry):
     """The server and `impasto stylize` run on onnxruntime + numpy + Pillow alone."""

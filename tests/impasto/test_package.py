@@ -8,9 +8,12 @@ import venv
 import zipfile
 from pathlib import Path
 
+import pytest
+
 from helpers import REPO
 
 
+@pytest.mark.slow
 def test_wheel_installs_and_imports(tmp_path):
     wheels = tmp_path / "wheels"
     subprocess.run([sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps", "--no-build-isolation",
@@ -19,8 +22,10 @@ def test_wheel_installs_and_imports(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith((".dist-info", ".data"))}
     assert tops == {"impasto"}
-    for sub in ("models", "training", "export", "serve", "commands"):
+    for sub in ("models", "models/zoo", "training", "training/fast", "training/iterative", "export", "serve",
+                "compare", "video", "commands"):
         assert f"impasto/{sub}/__init__.py" in names
+    assert "impasto/models/zoo/candy.style.jpg" in names   # what compare needs, away from the checkout
 
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=False)
@@ -31,7 +36,8 @@ def test_wheel_installs_and_imports(tmp_path):
     (Path(site) / "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     with zipfile.ZipFile(wheel) as zf:
         zf.extractall(site)
-    code = ("import impasto, impasto.models, impasto.training.iterative.optimize, impasto.cli; "
+    code = ("import impasto, impasto.models, impasto.training.iterative.optimize, impasto.compare.photo, "
+            "impasto.video.frames, impasto.cli; "
             "print(impasto.__file__); print(impasto.models.__file__)")
     out = subprocess.run([str(py), "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert out.returncode == 0, out.stderr
@@ -39,6 +45,7 @@ def test_wheel_installs_and_imports(tmp_path):
     assert not (Path(site) / "models").exists() and not (Path(site) / "training").exists()
 
 
+@pytest.mark.slow
 def test_cli_help_teaches_and_starts_without_torch():
     code = ("import sys; from impasto.cli import build_parser; build_parser(); "
             "print('torch' in sys.modules)")

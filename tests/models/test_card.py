@@ -18,7 +18,8 @@ BUNDLED = [s for s in zoo.list_styles(zoo.bundled_dir())]
 
 def test_write_card_merges_and_keeps_no_machine_paths(tmp_path):
     path = tmp_path / "candy.json"
-    write_card(path, {"style": "candy", "quality": {"fp16": 0.01}, "photos": "/home/someone/photos"})
+    write_card(path, {"style": "candy", "quality": {"fp16": 0.01}, "photos": "/home/someone/photos"},
+               file_names_only=True)
     write_card(path, {"steps": 800, "quality": {"lbfgs": 40}}, merge_nested=True)
     card = json.loads(path.read_text())
     assert card == {"style": "candy", "quality": {"fp16": 0.01, "lbfgs": 40}, "photos": "photos", "steps": 800}

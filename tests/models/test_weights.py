@@ -129,6 +129,7 @@ def test_bad_weight_files_get_clear_errors(tmp_path):
         load_vgg_weights(str(partial))
 
 
+@pytest.mark.slow
 def test_offline_without_weights_fails_fast_with_advice(tmp_path):
     """No file configured and no cached download: a clear error, quickly, never a hang."""
     from impasto.models.weights import _online

@@ -22,6 +22,8 @@ from PIL import Image
 
 from helpers import Server
 
+pytestmark = pytest.mark.slow   # a real server process (and, for the page, a browser)
+
 
 @pytest.fixture(scope="module")
 def server(style_models):

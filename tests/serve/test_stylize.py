@@ -28,6 +28,7 @@ def engine(style_models):
     return load_engine(style_models / "alpha.onnx", backend="ort")
 
 
+@pytest.mark.slow
 def test_stylize_photo_by_name_without_torch(style_models, data, tmp_path):
     """The whole CLI path runs in a fresh process and never imports torch."""
     out = tmp_path / "out.jpg"
@@ -48,6 +49,7 @@ def test_stylize_photo_by_name_without_torch(style_models, data, tmp_path):
     assert img.format == "JPEG" and max(img.size) == 200
 
 
+@pytest.mark.slow
 def test_default_style_strength_and_colour(style_models, data, tmp_path):
     src = data / "content" / "golden_gate.jpg"
     env = {"IMPASTO_MODELS": str(style_models)}
@@ -70,6 +72,7 @@ def test_default_style_strength_and_colour(style_models, data, tmp_path):
             < 0.5 * sum(np.abs(x - y).mean() for x, y in zip(uv(full), uv(ref))))
 
 
+@pytest.mark.slow
 def test_folder_mode_with_a_broken_file(style_models, data, tmp_path):
     src = tmp_path / "photos"
     src.mkdir()
@@ -83,6 +86,7 @@ def test_folder_mode_with_a_broken_file(style_models, data, tmp_path):
     assert "stylised 3 of 4" in r.stdout and "broken.jpg" in r.stdout
 
 
+@pytest.mark.slow
 def test_user_errors_exit_2_without_traceback(style_models, tmp_path, data):
     photo = str(data / "content" / "beach.jpg")
     for args, words in (
@@ -100,6 +104,7 @@ def test_user_errors_exit_2_without_traceback(style_models, tmp_path, data):
         assert words in r.stderr and "Traceback" not in r.stderr, r.stderr
 
 
+@pytest.mark.slow
 def test_styles_lists_cards(style_models):
     r = cli("styles", "--models", str(style_models), "--json")
     assert r.returncode == 0, r.stderr
@@ -109,6 +114,7 @@ def test_styles_lists_cards(style_models):
     assert r.returncode == 0 and "alpha (default)" in r.stdout
 
 
+@pytest.mark.slow
 def test_bundled_zoo_styles_if_any(tmp_path, data):
     """The styles shipped in the package (models/zoo) load by name and paint a photo."""
     from impasto.serve import zoo
@@ -200,6 +206,7 @@ def test_tiled_output_has_no_seams(engine, data):
     assert np.abs(tiled - whole).mean() < 0.05
 
 
+@pytest.mark.slow
 def test_4000px_photo_in_bounded_memory(style_models, data, tmp_path):
     """Tiling bounds memory: a 4000 px photo in 512 px tiles peaks far below one untiled pass
     (measured in the same environment, so imports and allocator habits cancel out)."""

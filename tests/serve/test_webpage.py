@@ -19,6 +19,8 @@ import pytest
 
 from helpers import Server
 
+pytestmark = pytest.mark.slow   # a real server process (and, for the page, a browser)
+
 CHROMIUM = next((p for p in (os.environ.get("CHROMIUM"), shutil.which("chromium"),
                              shutil.which("chromium-browser"), "/usr/bin/chromium") if p and Path(p).exists()),
                 None)

@@ -140,6 +140,7 @@ def _impasto(*args):
     return [sys.executable, "-m", "impasto.cli", *args]
 
 
+@pytest.mark.slow
 def test_cli_errors_exit_2_without_traceback(tmp_path, data):
     proc = subprocess.run(_impasto("optimize", "--content", str(tmp_path / "none.jpg"), "--style",
                                    str(data / "style" / "candy.jpg"), "-o", str(tmp_path / "o.png")),
@@ -148,6 +149,7 @@ def test_cli_errors_exit_2_without_traceback(tmp_path, data):
     assert "no such file" in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_ctrl_c_keeps_the_image_reached(tmp_path, data):
     out = tmp_path / "out.png"
     proc = subprocess.Popen(
