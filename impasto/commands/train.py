@@ -49,7 +49,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from impasto.training.fast import cli_main as train_main
+    from impasto.training.fast.cli import cli_main as train_main
     argv = list(args.extra)
     if args.help:
         print(DESCRIPTION)
