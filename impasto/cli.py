@@ -9,6 +9,8 @@ import importlib
 import sys
 
 from .errors import ImpastoError
+from .interrupts import ignore_further_interrupts
+from .options import Parser
 
 COMMANDS = (
     "optimize", "reconstruct", "train", "export", "stylize", "styles", "serve", "compare", "explore",
@@ -26,7 +28,7 @@ Run `impasto COMMAND --help` for each command's options and examples."""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="impasto", description=DESCRIPTION,
+    parser = Parser(prog="impasto", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"impasto {__import__('impasto').__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -56,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"impasto {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        ignore_further_interrupts()  # a second Ctrl-C while we report and exit: no traceback
         print(f"\nimpasto {args.command}: interrupted", file=sys.stderr)
         return 130
 

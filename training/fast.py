@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import time
 import warnings
 from collections import deque
@@ -27,6 +26,7 @@ from typing import Any, Optional, Sequence
 import torch
 import pytorch_lightning as pl
 
+from impasto import images
 from impasto.errors import ImpastoError
 from impasto.models.losses import (JOHNSON_CONTENT, JOHNSON_STYLE, ContentLoss, HistogramLoss,
                                    PerceptualLoss, StyleLoss, TVLoss)
@@ -97,16 +97,7 @@ def write_model_card(meta: dict, path: str | os.PathLike) -> Path:
             card[key] = {**card[key], **value}
         else:
             card[key] = value
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(card, f, indent=2, sort_keys=False, default=_json_default)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    images.atomic_write(path, json.dumps(card, indent=2, sort_keys=False, default=_json_default) + "\n")
     return path
 
 
@@ -435,7 +426,9 @@ def cli_main(argv: Optional[list[str]] = None) -> int:
     """LightningCLI for FastStyleModule + PhotoDataModule, used by `impasto train`."""
     from pytorch_lightning.callbacks import ModelCheckpoint, RichProgressBar
     from pytorch_lightning.cli import LightningCLI
-    from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+    from pytorch_lightning.loggers import TensorBoardLogger
+
+    from .csvlog import ResumableCSVLogger, checkpoint_step
 
     from .data import PhotoDataModule
 
@@ -469,8 +462,10 @@ def cli_main(argv: Optional[list[str]] = None) -> int:
             kwargs["callbacks"] = callbacks
             kwargs["default_root_dir"] = str(run_dir)
             if trainer_cfg.get("logger") in (None, True):
+                resume = ckpt_dir / "last.ckpt" if cfg.resume == "last" else cfg.resume
                 kwargs["logger"] = [TensorBoardLogger(str(run_dir), name="tensorboard", version=""),
-                                    CSVLogger(str(run_dir), name="csv", version="")]
+                                    ResumableCSVLogger(str(run_dir), name="csv", version="",
+                                                       resume_step=checkpoint_step(resume))]
             return super().instantiate_trainer(**kwargs)
 
     with warnings.catch_warnings():

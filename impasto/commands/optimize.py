@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from impasto.options import MAX_SIDE, integer, megapixels, number
+
 EPILOG = """\
 examples:
   impasto optimize --content photo.jpg --style starry_night.jpg -o out.png
@@ -21,18 +23,19 @@ Ctrl-C stops early and still writes the image reached so far."""
 def add_objective_arguments(p: argparse.ArgumentParser) -> None:
     """Options shared by every command that builds the iterative objective."""
     g = p.add_argument_group("objective")
-    g.add_argument("--content-weight", type=float, default=1.0)
-    g.add_argument("--style-weight", type=float, default=1e-4)
-    g.add_argument("--tv-weight", type=float, default=1.0, help="total variation: smooths noise")
-    g.add_argument("--histogram-weight", type=float, default=0.0, help="Risser et al. histogram loss (0 = off)")
-    g.add_argument("--mrf-weight", type=float, default=0.0, help="Li & Wand MRF patch loss (0 = off)")
+    g.add_argument("--content-weight", type=number(0), default=1.0)
+    g.add_argument("--style-weight", type=number(0), default=1e-4)
+    g.add_argument("--tv-weight", type=number(0), default=1.0, help="total variation: smooths noise")
+    g.add_argument("--histogram-weight", type=number(0), default=0.0, help="Risser et al. histogram loss (0 = off)")
+    g.add_argument("--mrf-weight", type=number(0), default=0.0, help="Li & Wand MRF patch loss (0 = off)")
     g.add_argument("--content-layers", nargs="+", default=["relu4_2"], metavar="LAYER")
     g.add_argument("--style-layers", nargs="+", default=["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"],
                    metavar="LAYER")
-    g.add_argument("--style-layer-weights", nargs="+", type=float, metavar="W")
+    g.add_argument("--style-layer-weights", nargs="+", type=number(0), metavar="W")
     g.add_argument("--gram-norm", choices=["pixels", "chw"], default="pixels",
                    help="Gram normalisation: by pixel count (sizes may differ) or by C*H*W")
-    g.add_argument("--intensity", type=float, default=1.0, help="scales the style Grams: >1 bolder texture")
+    g.add_argument("--intensity", type=number(gt=0, hi=100), default=1.0,
+                   help="scales the style Grams: >1 bolder texture (0 < I <= 100)")
     g.add_argument("--pooling", choices=["max", "avg"], default="max")
     g.add_argument("--vgg-weights", metavar="PATH|torchvision",
                    help="loss network weights (default: $IMPASTO_VGG_WEIGHTS, else torchvision's download)")
@@ -44,15 +47,21 @@ def add_objective_arguments(p: argparse.ArgumentParser) -> None:
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("optimisation")
-    g.add_argument("--iterations", type=int, default=300, help="loss evaluations per scale")
+    g.add_argument("--iterations", type=integer(0, 1_000_000), default=300, help="loss evaluations per scale")
     g.add_argument("--optimizer", choices=["lbfgs", "adam"], default="lbfgs")
-    g.add_argument("--lr", type=float, help="step size (default 1 for L-BFGS, 0.02 for Adam)")
+    g.add_argument("--lr", type=number(gt=0, hi=1e6), help="step size (default 1 for L-BFGS, 0.02 for Adam)")
     g.add_argument("--init", default="content", help="content | noise | style | PATH of an image")
-    g.add_argument("--size", type=int, default=512, help="longest side of the output in pixels")
-    g.add_argument("--scales", nargs="+", type=int, default=[], metavar="PX",
+    g.add_argument("--size", type=integer(16, MAX_SIDE), default=512,
+                   help=f"longest side of the output in pixels (16..{MAX_SIDE})")
+    g.add_argument("--scales", nargs="+", type=integer(16, MAX_SIDE), default=[], metavar="PX",
                    help="coarse-to-fine sizes, e.g. 256 512 1024 (overrides --size)")
-    g.add_argument("--style-scale", type=float, default=1.0, help="style image size relative to the output")
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--style-scale", type=number(gt=0, hi=16), default=1.0,
+                   help="style image size relative to the output (0 < S <= 16)")
+    g.add_argument("--seed", type=integer(0, 2**63 - 1), default=0)
+    g.add_argument("--max-output-megapixels", type=megapixels, default=None, metavar="MP", dest="max_output_pixels",
+                   help="largest result in megapixels (default 40, e.g. 7700x5100); raise it for bigger prints")
+    g.add_argument("--overwrite-input", action="store_true",
+                   help="allow -o to name one of the inputs (refused otherwise, so a typo cannot destroy it)")
 
 
 def config_from_args(args):
@@ -68,16 +77,32 @@ def config_from_args(args):
         snapshot_dir=getattr(args, "snapshot_dir", None), vgg_weights=args.vgg_weights, vgg_arch=args.vgg_arch)
 
 
+def inputs_of(args) -> list:
+    """Every file the run reads (--init excepted: refining a result in place is its purpose)."""
+    return [args.content, *(args.style or []), getattr(args, "content_map", None),
+            *(getattr(args, "style_map", None) or []), *(getattr(args, "mask", None) or [])]
+
+
+def check_result_size(content, config, max_output_pixels=None) -> None:
+    """Refuse a --size/--scales whose result would be over the output limit, before any work."""
+    from impasto import images
+    h, w = content.shape[:2]
+    limit = max_output_pixels or images.DEFAULT_MAX_OUTPUT_PIXELS
+    for side in config.sizes():
+        images.check_output_pixels(*images.scaled_size(w, h, side), limit,
+                                   "--scales" if config.scales else "--size")
+
+
 def register(sub) -> None:
     p = sub.add_parser("optimize", help="iterative stylisation with any style image (slow, flexible)",
                        description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--content", required=True, help="the photo to paint")
     p.add_argument("--style", required=True, action="append", help="a style image (repeat to blend several)")
-    p.add_argument("--style-weights", nargs="+", type=float, metavar="W", help="blend weights, one per --style")
+    p.add_argument("--style-weights", nargs="+", type=number(0), metavar="W", help="blend weights, one per --style")
     p.add_argument("-o", "--output", required=True, help="output image (.png, .jpg, .webp, ...)")
     p.add_argument("--preserve-color", choices=["luminance", "histogram"],
                    help="keep the photo's colours: transfer luminance only, or recolour the style first")
-    p.add_argument("--snapshot-every", type=int, default=0, metavar="N", help="save the image every N iterations")
+    p.add_argument("--snapshot-every", type=integer(0), default=0, metavar="N", help="save the image every N iterations")
     p.add_argument("--snapshot-dir", help="where snapshots go (default: next to the output)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_run_arguments(p)
@@ -95,6 +120,7 @@ def run(args) -> int:
     from impasto import images
     from impasto.training.optimize import stylize
     from impasto.commands.semantic import maybe_run
+    images.refuse_overwriting_inputs(args.output, inputs_of(args), args.overwrite_input)
     code = maybe_run(args)  # a semantic option is set: the semantic runner does the work
     if code is not None:
         return code
@@ -108,8 +134,12 @@ def run(args) -> int:
         args.snapshot_dir = str(Path(args.output).with_suffix("")) + "_snapshots"
     config = config_from_args(args)
     content = images.load(args.content)
+    check_result_size(content, config, args.max_output_pixels)
     styles = [images.load(s) for s in args.style]
     result = stylize(content, styles, config, args.style_weights, progress=not args.quiet)
+    if result.interrupted:  # stopped by Ctrl-C: write what was reached; a second one must not break that
+        from impasto.interrupts import ignore_further_interrupts
+        ignore_further_interrupts()
     images.save(result.image, args.output)
     last = result.history[-1] if result.history else {}
     terms = " ".join(f"{k}={v:.4g}" for k, v in last.items() if k not in ("seconds", "scale"))

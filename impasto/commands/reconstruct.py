@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from impasto.options import MAX_SIDE, integer
+
 EPILOG = """\
 examples:
   impasto reconstruct --image photo.jpg --layer relu3_1 --what content -o content_relu3_1.png
@@ -22,8 +24,8 @@ def register(sub) -> None:
     p.add_argument("--what", choices=["content", "style"], default="content")
     p.add_argument("--grid", action="store_true", help="a figure across layers relu1_1..relu5_1, content and style")
     p.add_argument("--layers", nargs="+", metavar="LAYER", help="layers for --grid")
-    p.add_argument("--size", type=int, default=192, help="longest side in pixels")
-    p.add_argument("--iterations", type=int, default=200)
+    p.add_argument("--size", type=integer(16, MAX_SIDE), default=192, help="longest side in pixels")
+    p.add_argument("--iterations", type=integer(0, 1_000_000), default=200)
     p.add_argument("--vgg-weights", metavar="PATH|torchvision")
     p.add_argument("--precision", choices=["bf16", "fp32"], default="bf16")
     p.add_argument("-o", "--output", required=True)
@@ -35,7 +37,8 @@ def run(args) -> int:
     from impasto.training.reconstruct import DEFAULT_LAYERS, reconstruct, reconstruction_grid
 
     images.format_for(args.output)
-    image = images.load(args.image, max_side=args.size)
+    images.refuse_overwriting_inputs(args.output, [args.image])
+    image = images.load(args.image, max_side=args.size, max_output_pixels=images.DEFAULT_MAX_OUTPUT_PIXELS)
     if args.grid:
         grid = reconstruction_grid(image, args.layers or DEFAULT_LAYERS, iterations=args.iterations,
                                    vgg_weights=args.vgg_weights, precision=args.precision)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 
+from impasto.options import integer, number
+
 SEMANTIC_EPILOG = """\
 semantic modes (maps are colour-coded PNG/JPEG images, one flat colour per region):
   region:  impasto optimize --content photo.jpg --content-map photo_sem.png \\
@@ -53,14 +55,14 @@ def add_semantic_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--labels", nargs="+", metavar="COLOUR", help="style only these map colours (#rrggbb)")
     g.add_argument("--unmatched", choices=["global", "skip", "error"],
                    help="a content label with no style region: whole-style statistics (default), content only, or error")
-    g.add_argument("--mask-threshold", type=float, help="hard region from a grey mask: value above this (0.5)")
-    g.add_argument("--mask-blur", type=float, help="soft mode from maps: blur region edges by this many px")
+    g.add_argument("--mask-threshold", type=number(0, 1), help="hard region from a grey mask: value above this (0.5)")
+    g.add_argument("--mask-blur", type=number(0, 1000), help="soft mode from maps: blur region edges by this many px")
     g.add_argument("--mrf-matching", choices=list(MATCHING_RULES), help="MRF patch matching rule (nearest)")
     g.add_argument("--mrf-layers", nargs="+", metavar="LAYER", help="MRF layers (relu3_1 relu4_1)")
-    g.add_argument("--semantic-weight", type=float, help="weight of the map channels in MRF matching (10)")
-    g.add_argument("--contiguity", type=float, help="bonus for coherent matches with --mrf-matching contiguity (0.3)")
-    g.add_argument("--patch-grid", type=int, help="patch mode: tiles per side (3)")
-    g.add_argument("--patch-overlap", type=float, help="patch mode: overlap of tiles, fraction of a step (0.5)")
+    g.add_argument("--semantic-weight", type=number(0), help="weight of the map channels in MRF matching (10)")
+    g.add_argument("--contiguity", type=number(0), help="bonus for coherent matches with --mrf-matching contiguity (0.3)")
+    g.add_argument("--patch-grid", type=integer(1, 64), help="patch mode: tiles per side (3)")
+    g.add_argument("--patch-overlap", type=number(0, lt=1), help="patch mode: overlap of tiles, fraction of a step (0.5)")
     p.set_defaults(_optimize_parser=p)
 
 
@@ -127,7 +129,14 @@ def run(args) -> int:
         extra["labels"] = tuple(args.labels)
     scfg = SemanticConfig(mode=mode, **extra)
     inputs = load_inputs(args.content, args.style, args.content_map, args.style_map or (), args.mask or ())
+    from impasto.commands.optimize import check_result_size
+    base = inputs.content if inputs.content is not None else getattr(inputs.content_map, "labels", None)
+    if base is not None:
+        check_result_size(base, config, args.max_output_pixels)
     result = stylize_semantic(inputs, config, scfg, progress=not args.quiet)
+    if result.interrupted:  # stopped by Ctrl-C: write what was reached; a second one must not break that
+        from impasto.interrupts import ignore_further_interrupts
+        ignore_further_interrupts()
     images.save(result.image, args.output)
     last = result.history[-1] if result.history else {}
     terms = " ".join(f"{k}={v:.4g}" for k, v in last.items() if k not in ("seconds", "scale"))
