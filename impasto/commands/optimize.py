@@ -17,7 +17,9 @@ examples:
 
 Weights: content 1, style 1e-4, TV 1 suit Caffe-style VGG weights (the default loss network
 of the tests); raise --style-weight for more paint, lower it to keep more of the photo.
-Ctrl-C stops early and still writes the image reached so far."""
+Ctrl-C stops early and still writes the image reached so far (a second Ctrl-C is ignored
+while it writes). -o may not name --content, --style or a map unless --overwrite-input; it may
+name --init, to refine a result in place."""
 
 
 def add_objective_arguments(p: argparse.ArgumentParser) -> None:
