@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import BinaryIO, Union
 
 import numpy as np
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, UnidentifiedImageError
 
 from .errors import ImpastoError, shown
 
@@ -104,6 +104,14 @@ def check_output_pixels(w: int, h: int, max_output_pixels: int | None, what: str
             f"{max_output_pixels / 1e6:g}; lower {what} or raise --max-output-megapixels")
 
 
+def _orientation(img: Image.Image) -> int:
+    """The EXIF orientation tag (1 = upright); a damaged EXIF block counts as upright."""
+    try:
+        return int(img.getexif().get(0x0112, 1))
+    except Exception:
+        return 1
+
+
 def _shrink_8bit(img: Image.Image, target: tuple[int, int]) -> Image.Image:
     """Shrink by a whole factor in 8 bit, keeping at least twice the target on each side (so
     the final Lanczos resize sees the same detail): a 6000x6000 upload asked at 64 px never
@@ -143,7 +151,7 @@ def load(source: Source, max_side: int | None = None, max_pixels: int = DEFAULT_
     check_output_pixels(*target, max_output_pixels)
     try:
         img.seek(0)  # animated GIF/WebP: the first frame
-        orientation = img.getexif().get(0x0112, 1)
+        orientation = _orientation(img)
         if max_side and img.format == "JPEG" and img.mode in ("RGB", "L", "CMYK"):
             img.draft(img.mode, (2 * target[0], 2 * target[1]))
         img.load()
@@ -200,7 +208,15 @@ def format_for(path: Union[str, os.PathLike]) -> str:
 
 
 def _umask() -> int:
-    mask = os.umask(0)
+    """The process umask: read from /proc on Linux (setting it to read it would race with other
+    threads creating files), else set and restored."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
     os.umask(mask)
     return mask
 

@@ -22,7 +22,6 @@ Every error is JSON: {"error": message, "status": code}.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import threading
 import time
@@ -38,7 +37,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from impasto import __version__
-from impasto.errors import ImpastoError, shown
+from impasto.errors import ImpastoError
 
 from . import guard, service
 from .metrics import Registry
@@ -198,7 +197,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.exception_handler(RequestValidationError)
     async def validation_error(request, exc: RequestValidationError):
         msgs = ["{}: {}".format(".".join(str(p) for p in e.get("loc", ())[1:]) or "request",
-                                shown(str(e.get("msg")), 200)[1:-1]) for e in exc.errors()]
+                                str(e.get("msg"))[:200]) for e in exc.errors()]
         return _error(422, "; ".join(msgs) or "invalid request")
 
     @app.exception_handler(StarletteHTTPException)
