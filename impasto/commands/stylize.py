@@ -61,6 +61,8 @@ def run(args) -> int:
     from impasto.serve.runtime import load_engine
     from impasto.serve.stylize import Options, stylize_array
     from impasto.serve.video import is_video, run_stylize
+    if Path(args.input).is_file():  # a photo or a video: -o must not replace it
+        images.refuse_overwriting_inputs(args.output, [args.input], args.overwrite_input)
     if is_video(args.input):
         return run_stylize(args)
 
@@ -82,8 +84,11 @@ def run(args) -> int:
         if out.suffix and not out.is_dir():
             raise ImpastoError(f"{out}: for a folder of photos, -o must be a folder")
         ext = "." + (args.format or "png")
+        names = {p.name for p in photos}
         for photo in photos:  # before any work: no result may land on a photo of the folder
-            images.refuse_overwriting_inputs(out / (photo.stem + ext), photos, args.overwrite_input)
+            if photo.stem + ext in names:
+                images.refuse_overwriting_inputs(out / (photo.stem + ext), [src / (photo.stem + ext)],
+                                                 args.overwrite_input)
         out.mkdir(parents=True, exist_ok=True)
         failed = []
         from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
@@ -107,7 +112,6 @@ def run(args) -> int:
         return 0 if done else 2
 
     images.format_for(out)  # fail on a bad extension before doing the work
-    images.refuse_overwriting_inputs(out, [src], args.overwrite_input)
     t0 = time.perf_counter()
     arr = images.load(src, max_side=args.size, max_output_pixels=max_out)
     progress = None
