@@ -8,8 +8,9 @@ import argparse
 import importlib
 import sys
 
-from .commands.options import HelpFormatter
+from .commands.options import HelpFormatter, Parser
 from .errors import ImpastoError
+from .interrupts import ignore_further_interrupts
 
 COMMANDS = (
     "optimize", "reconstruct", "train", "export", "stylize", "styles", "serve", "compare", "explore",
@@ -27,7 +28,7 @@ Run `impasto COMMAND --help` for each command's options and examples."""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="impasto", description=DESCRIPTION, formatter_class=HelpFormatter)
+    parser = Parser(prog="impasto", description=DESCRIPTION, formatter_class=HelpFormatter)
     parser.add_argument("--version", action="version", version=f"impasto {__import__('impasto').__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
@@ -50,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"impasto {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        ignore_further_interrupts()  # a second Ctrl-C while we report and exit: no traceback
         print(f"\nimpasto {args.command}: interrupted", file=sys.stderr)
         return 130
 

@@ -5,11 +5,16 @@ and OpenAPI docs (/docs, /openapi.json) for free, on Starlette's ASGI core (stat
 lifespan) with no extra weight. LitServe batches well on GPUs but hides the request loop we need
 to control here (admission with 503, per-request timeouts, body limits before parsing).
 
+Connections: `guard.GuardedH11Protocol` times out slow request headers (408) and caps open
+connections apart from the inference queue (503), so slow clients never starve /healthz.
+
 Request path for POST /stylize:
-  body-size guard (ASGI middleware, before multipart parsing) -> form validation (FastAPI) ->
+  body guard (ASGI middleware, before multipart parsing: size 413, read time 408) -> form
+  validation (FastAPI) ->
   admission (`Gate`: a bounded queue; full -> 503 + Retry-After) -> `service.stylize_upload` in a
   worker thread (off the event loop), the network itself behind a semaphore of `slots` so that
-  concurrent requests overlap decoding/encoding but never oversubscribe the cores -> per-request
+  concurrent requests overlap decoding/encoding but never oversubscribe the cores, and decoded
+  pixels in flight are bounded (`guard.PixelBudget`, 503 past it) -> per-request
   timeout (504) -> the image, with X-Inference-Ms / X-Total-Ms / X-Backend headers.
 Every error is JSON: {"error": message, "status": code}.
 """
@@ -17,7 +22,6 @@ Every error is JSON: {"error": message, "status": code}.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import threading
 import time
@@ -36,7 +40,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from impasto import __version__
 from impasto.errors import ImpastoError
 
-from . import service, zoo
+from . import guard, service, zoo
 from .metrics import Registry
 from .runtime import default_threads
 
@@ -57,6 +61,10 @@ class Settings:
     timeout_s: float = 60.0            # per request, queue wait included
     preload: bool = True               # load every style at start-up
     limits: service.Limits = field(default_factory=service.Limits)
+    header_timeout_s: float = 10.0     # a connection's request headers must arrive within this
+    body_timeout_s: float = 60.0       # a request body must arrive whole within this
+    max_connections: int = 512         # open connections (idle ones included); past it 503
+    max_decode_pixels: int = 120_000_000  # decoded pixels in flight, all requests; past it 503
 
 
 class Busy(Exception):
@@ -135,58 +143,9 @@ class SharedStyles(service.Styles):
         return w
 
 
-class BodyLimit:
-    """ASGI middleware: refuse bodies over `limit` bytes with 413, from Content-Length when given,
-    else while streaming (chunked uploads), before the multipart parser buffers anything big."""
-
-    def __init__(self, app, limit: int):
-        self.app, self.limit = app, limit
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        headers = dict(scope.get("headers") or [])
-        declared = headers.get(b"content-length")
-        if declared is not None:
-            try:
-                too_big = int(declared) > self.limit
-            except ValueError:
-                too_big = False
-            if too_big:
-                return await _send_json(send, 413, f"request body over the limit of {self.limit} bytes")
-        state = {"received": 0, "responded": False}
-
-        async def limited_receive():
-            msg = await receive()
-            if msg["type"] == "http.request":
-                state["received"] += len(msg.get("body", b""))
-                if state["received"] > self.limit and not state["responded"]:
-                    state["responded"] = True
-                    await _send_json(send, 413, f"request body over the limit of {self.limit} bytes")
-                    return {"type": "http.disconnect"}
-            return msg
-
-        async def guarded_send(msg):
-            if not state["responded"]:
-                await send(msg)
-
-        try:
-            await self.app(scope, limited_receive, guarded_send)
-        except Exception:
-            if not state["responded"]:
-                raise
-
-
-async def _send_json(send, status: int, message: str) -> None:
-    body = json.dumps({"error": message, "status": status}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close")]})
-    await send({"type": "http.response.body", "body": body})
-
-
 def _error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
+    if len(message) > 1000:  # the last guard: no error ever echoes a huge value back
+        message = message[:1000] + "..."
     return JSONResponse({"error": message, "status": status}, status_code=status, headers=headers)
 
 
@@ -198,6 +157,7 @@ class _Parts:
     gate: Gate
     metrics: Registry
     state: dict
+    budget: guard.PixelBudget   # decoded pixels in flight, all requests together
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -206,14 +166,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     metrics = Registry()
     parts = _Parts(settings, SharedStyles(settings.models, settings.backend, settings.threads, slots=settings.slots),
                    Gate(settings.workers, settings.queue, metrics), metrics,
-                   {"ready": False, "started": time.time(), "load_error": None})
+                   {"ready": False, "started": time.time(), "load_error": None},
+                   guard.PixelBudget(max(settings.max_decode_pixels, settings.limits.max_input_pixels)))
     app = FastAPI(title="impasto", version=__version__, lifespan=_lifespan(parts),
                   description="Paint a photo in the style of an artwork, with fast style networks "
                               "run by onnxruntime or OpenVINO.")
     app.state.settings, app.state.styles, app.state.metrics, app.state.gate = (
         settings, parts.styles, metrics, parts.gate)
     _add_observation(app, metrics)
-    app.add_middleware(BodyLimit, limit=settings.limits.max_body_bytes)
+    app.add_middleware(guard.RequestGuard, limit=settings.limits.max_body_bytes,
+                       body_timeout=settings.body_timeout_s)
     _add_error_handlers(app)
     _add_info_routes(app, parts)
     _add_stylize_route(app, parts)
@@ -256,17 +218,17 @@ def _add_observation(app: FastAPI, metrics: Registry) -> None:
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ImpastoError)
     async def impasto_error(request, exc: ImpastoError):
-        return _error(exc.status, str(exc))
+        return _error(exc.status, str(exc), {"Retry-After": "1"} if exc.status == 503 else None)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request, exc: RequestValidationError):
-        msgs = ["{}: {}".format(".".join(str(p) for p in e.get("loc", ())[1:]) or "request", e.get("msg"))
-                for e in exc.errors()]
+        msgs = ["{}: {}".format(".".join(str(p) for p in e.get("loc", ())[1:]) or "request",
+                                str(e.get("msg"))[:200]) for e in exc.errors()]
         return _error(422, "; ".join(msgs) or "invalid request")
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request, exc: StarletteHTTPException):
-        return _error(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+        return _error(exc.status_code, str(exc.detail)[:500], getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
     async def internal_error(request, exc: Exception):
@@ -311,7 +273,7 @@ def _add_info_routes(app: FastAPI, parts: _Parts) -> None:
 
 
 def _add_stylize_route(app: FastAPI, parts: _Parts) -> None:
-    settings, styles, gate, metrics = parts.settings, parts.styles, parts.gate, parts.metrics
+    settings, styles, gate, metrics, budget = parts.settings, parts.styles, parts.gate, parts.metrics, parts.budget
 
     @app.post("/stylize", summary="Paint an uploaded photo in a style",
               responses={200: {"content": {"image/jpeg": {}, "image/png": {}, "image/webp": {}}},
@@ -331,12 +293,19 @@ def _add_stylize_route(app: FastAPI, parts: _Parts) -> None:
         service.parse_output_format(format)
         if size is not None and not (16 <= size <= settings.limits.max_size):
             raise ImpastoError(f"size must be between 16 and {settings.limits.max_size} px, not {size}", 422)
-        data = await file.read()
 
         def work():
-            return service.stylize_upload(data, styles, style=style, size=size, strength=strength,
-                                          preserve_color=preserve_color, out_format=format,
-                                          limits=settings.limits)
+            # Read in the worker: while a request waits in the queue its upload stays in the
+            # spooled file (on disk past 1 MB), not in memory.
+            file.file.seek(0)
+            data = file.file.read(settings.limits.max_body_bytes + 1)
+            try:
+                return service.stylize_upload(data, styles, style=style, size=size, strength=strength,
+                                              preserve_color=preserve_color, out_format=format,
+                                              limits=settings.limits, budget=budget)
+            finally:
+                del data
+                guard.release_memory()
         try:
             result = await gate.run(work, settings.timeout_s)
         except Busy:
@@ -356,9 +325,12 @@ def serve(settings: Settings) -> None:
     """Run the app on uvicorn until SIGINT/SIGTERM; in-flight requests finish first."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings.threads = settings.threads or default_threads()
+    guard.tune_allocator()
     app = create_app(settings)
-    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="info",
+    # No limit_concurrency: it counts idle connections too. Connections are capped (and slow
+    # headers timed out) by the protocol; the inference queue by the Gate.
+    protocol = guard.GuardedH11Protocol.configured(settings.header_timeout_s, settings.max_connections)
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="info", http=protocol,
                             timeout_graceful_shutdown=int(settings.timeout_s) + 5,
-                            limit_concurrency=max(64, 4 * (settings.workers + settings.queue)),
                             access_log=False, server_header=False)
     uvicorn.Server(config).run()

@@ -30,6 +30,13 @@ INPUT_NAME = "input"
 BACKENDS = ("auto", "ort", "ort-cuda", "openvino", "openvino-fp32")
 
 
+def _one_line(exc: Exception, limit: int = 200) -> str:
+    """A runtime's exception as one short line (theirs span lines and quote source files)."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    text = lines[-1] if lines else type(exc).__name__
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def default_threads() -> int:
     env = os.environ.get("IMPASTO_THREADS")
     if env:
@@ -116,7 +123,7 @@ class OrtEngine(Engine):
         try:
             self.session = ort.InferenceSession(str(path), opts, providers=providers)
         except Exception as exc:
-            raise ImpastoError(f"{path}: cannot load the model with onnxruntime: {exc}") from None
+            raise ImpastoError(f"{path}: cannot load the model with onnxruntime: {_one_line(exc)}") from None
         active = self.session.get_providers()
         if active and active[0] == "CUDAExecutionProvider":
             self.backend = "onnxruntime-cuda"
@@ -153,9 +160,9 @@ class OpenVinoEngine(Engine):
         }
         self.requests = max(1, requests)
         try:
-            self.compiled = self.core.compile_model(self.core.read_model(str(path)), "CPU", self.config)
+            self.compiled = self.core.compile_model(read_onnx(path), "CPU", self.config)
         except Exception as exc:
-            raise ImpastoError(f"{path}: cannot compile the model with OpenVINO: {exc}") from None
+            raise ImpastoError(f"{path}: cannot compile the model with OpenVINO: {_one_line(exc)}") from None
         self.input_name = self.compiled.inputs[0].get_any_name()
         self._pool = self._make_pool(self.compiled)
         self.static_shapes, self.static_after = static_shapes, static_after
@@ -187,7 +194,7 @@ class OpenVinoEngine(Engine):
                 return self._pool
             self._compiling.add(shape)
         try:
-            model = self.core.read_model(str(self.path))
+            model = read_onnx(self.path)
             model.reshape({self.input_name: list(shape)})
             pool = self._make_pool(self.core.compile_model(model, "CPU", self.config))
         except Exception:  # a shape OpenVINO cannot specialise: stay on the dynamic model
@@ -217,12 +224,34 @@ _CACHE: dict = {}
 _CACHE_LOCK = threading.Lock()
 
 
+def read_onnx(path: str | os.PathLike):
+    """An OpenVINO model read by its ONNX front end only: core.read_model would try every front
+    end (TensorFlow, Paddle, ...) on a bad file, and they print log lines of their own."""
+    from openvino.frontend import FrontEndManager
+    fe = FrontEndManager().load_by_framework("onnx")
+    return fe.convert(fe.load(str(path)))
+
+
+def check_onnx_file(path: Path) -> None:
+    """Refuse a file that is plainly not an ONNX model before any runtime reads it: an ONNX
+    ModelProto opens with its ir_version field (tag byte 0x08)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1)
+    except OSError as exc:
+        raise ImpastoError(f"{path}: cannot read the model file ({exc.strerror})") from None
+    if head != b"\x08":
+        raise ImpastoError(f"{path}: not an ONNX model (give a .onnx file written by `impasto export`, "
+                           "or a style name from `impasto styles`)")
+
+
 def load_engine(path: str | os.PathLike, backend: str = "auto", threads: int | None = None,
                 cache: bool = True) -> Engine:
     """An engine for an ONNX file; engines are cached per (file, backend) and shared."""
     path = Path(path)
     if not path.is_file():
         raise ImpastoError(f"{path}: no such model file")
+    check_onnx_file(path)
     chosen = choose_backend(backend)
     key = (str(path.resolve()), chosen, threads, path.stat().st_mtime_ns)
     with _CACHE_LOCK:

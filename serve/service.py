@@ -7,6 +7,7 @@ result. The HTTP layer (serve/app.py) only validates parameters, queues, and map
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import threading
@@ -18,7 +19,7 @@ from pathlib import Path
 from PIL import Image
 
 from impasto import images
-from impasto.errors import ImpastoError
+from impasto.errors import ImpastoError, shown
 
 from . import zoo
 from .runtime import Engine, load_engine
@@ -136,14 +137,18 @@ def inspect_upload(data: bytes, limits: Limits) -> tuple[int, int, str, str]:
 def parse_output_format(fmt: str | None) -> tuple[str, str, str]:
     key = (fmt or "jpeg").lower().strip()
     if key not in OUTPUT_FORMATS:
-        raise ImpastoError(f"unknown output format {fmt!r}; choose png, jpeg or webp", 422)
+        raise ImpastoError(f"unknown output format {shown(fmt)}; choose png, jpeg or webp", 422)
     return OUTPUT_FORMATS[key]
 
 
 def stylize_upload(data: bytes, styles: Styles, *, style: str | None = None, size: int | None = None,
                    strength: float = 1.0, preserve_color: bool = False, out_format: str = "jpeg",
-                   limits: Limits | None = None) -> Result:
-    """Decode an uploaded image, stylise it with a shared engine, encode the result."""
+                   limits: Limits | None = None, budget=None) -> Result:
+    """Decode an uploaded image, stylise it with a shared engine, encode the result.
+
+    The image is shrunk in 8 bit while it is decoded (images.load), so memory follows the result
+    size, not the upload's canvas; `budget` (guard.PixelBudget) bounds the canvases being decoded
+    across requests at once (503 past it)."""
     limits = limits or Limits()
     t0 = time.perf_counter()
     pil_fmt, media, ext = parse_output_format(out_format)
@@ -155,8 +160,9 @@ def stylize_upload(data: bytes, styles: Styles, *, style: str | None = None, siz
     name = zoo.check_style_name(style) if style else styles.default()
     engine = styles.engine(name)
     w, h, _, _ = inspect_upload(data, limits)
-    arr = images.load(data, max_side=min(size, max(w, h)), max_pixels=limits.max_input_pixels,
-                      name="upload")
+    with budget.take(w * h) if budget is not None else contextlib.nullcontext():
+        arr = images.load(data, max_side=min(size, max(w, h)), max_pixels=limits.max_input_pixels,
+                          name="upload")
     check_dimensions(arr.shape[1], arr.shape[0])
     t1 = time.perf_counter()
     out = stylize_array(engine, arr, options)
@@ -178,7 +184,7 @@ def preview_path(styles: Styles, name: str) -> Path:
     for entry in styles.list():
         if entry["name"] == name and entry["preview"]:
             return entry["preview"]
-    raise ImpastoError(f"no preview for style {name!r}", 404)
+    raise ImpastoError(f"no preview for style {shown(name)}", 404)
 
 
 __all__ = ["Limits", "Result", "Styles", "inspect_upload", "stylize_upload", "style_info", "preview_path",

@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 
 import impasto.models.zoo
-from impasto.errors import ImpastoError
+from impasto.errors import ImpastoError, shown
 from impasto.models.zoo.card import preview_path, read_card
 
 STYLE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
@@ -57,7 +57,7 @@ def default_style(folder: str | os.PathLike | None = None) -> str:
 def check_style_name(name: str) -> str:
     """A style name is a short lowercase identifier: it can never name a path."""
     if not isinstance(name, str) or not STYLE_NAME.fullmatch(name):
-        raise ImpastoError(f"invalid style name {name!r}: use lowercase letters, digits, '_' and '-'")
+        raise ImpastoError(f"invalid style name {shown(name)}: use lowercase letters, digits, '_' and '-'")
     return name
 
 
@@ -76,5 +76,5 @@ def resolve_style(style: str | None, folder: str | os.PathLike | None = None,
     path = (root / f"{style}.onnx").resolve()
     if path.parent != root or not path.is_file():
         names = ", ".join(s["name"] for s in list_styles(folder)) or "(none installed)"
-        raise ImpastoError(f"unknown style {style!r}; available: {names}", 404)
+        raise ImpastoError(f"unknown style {shown(style)}; available: {names}", 404)
     return path

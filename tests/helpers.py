@@ -144,3 +144,19 @@ def frame_times(path):
     with av.open(str(path)) as c:
         s = c.streams.video[0]
         return [round(float(f.pts * s.time_base), 4) for f in c.decode(s)]
+
+
+# ----------------------------------------------------------------------------- hostile inputs (issue 15)
+
+def cli(*args, timeout=300, **kw):
+    """`impasto ARGS` in a subprocess, from the repository root."""
+    return subprocess.run([sys.executable, "-m", "impasto.cli", *args], capture_output=True, text=True,
+                          cwd=REPO, timeout=timeout, **kw)
+
+
+def one_line_error(r, rc: int = 2) -> str:
+    assert r.returncode == rc, (r.returncode, r.stderr[-2000:])
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, r.stderr[-2000:]
+    assert "Traceback" not in r.stderr and "error:" in lines[0]
+    return lines[0]

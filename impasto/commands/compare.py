@@ -5,8 +5,7 @@ the methods (Gatys, Gatys + histogram, MRF, the fast model) on content/style pai
 
 from __future__ import annotations
 
-from .options import add_objective_arguments, add_parser, add_run_arguments, config_from_args
-
+from .options import add_objective_arguments, add_parser, add_run_arguments, config_from_args, integer, number
 
 EPILOG = """\
 examples:
@@ -35,11 +34,11 @@ MRF_WEIGHT = 1.0
 
 
 def _ints(text: str) -> list[int]:
-    from impasto.errors import ImpastoError
+    from impasto.errors import ImpastoError, shown
     try:
         return [int(v) for v in text.replace(",", " ").split()]
     except ValueError:
-        raise ImpastoError(f"expected whole numbers separated by commas, not {text!r}") from None
+        raise ImpastoError(f"expected whole numbers separated by commas, not {shown(text)}") from None
 
 
 def register(sub) -> None:
@@ -58,28 +57,28 @@ def register(sub) -> None:
                    help="iterations to keep images of")
     p.add_argument("--speed-sizes", default="256,512,1024", help="speed-table sizes in px")
     p.add_argument("--speed-iterations", default="100,300,500", help="iteration counts in the speed table")
-    p.add_argument("--speed-measure", type=int, default=4, help="iterations timed per size (first is a warm-up)")
-    p.add_argument("--fast-repeats", type=int, default=5, help="fast-model timings per size (median)")
+    p.add_argument("--speed-measure", type=integer(2, 1000), default=4, help="iterations timed per size (first is a warm-up)")
+    p.add_argument("--fast-repeats", type=integer(1, 1000), default=5, help="fast-model timings per size (median)")
     p.add_argument("--backend", default="ort", help="fast-model engine: ort (reference), openvino, auto, ...")
-    p.add_argument("--threads", type=int, help="onnxruntime threads (default: all)")
+    p.add_argument("--threads", type=integer(1, 1024), help="onnxruntime threads (default: all)")
     p.add_argument("--quiet", action="store_true", help="less output")
     g = p.add_argument_group("algorithm comparison (--algorithms)")
     g.add_argument("--algorithms", action="store_true",
                    help="render the methods figure: rows = content/style pairs, columns = methods")
     g.add_argument("--methods", nargs="+", default=["gatys", "histogram", "mrf", "fast"],
                    choices=["gatys", "histogram", "mrf", "fast"], help="the figure's columns")
-    g.add_argument("--hist-weight", type=float, default=HISTOGRAM_WEIGHT,
+    g.add_argument("--hist-weight", type=number(0), default=HISTOGRAM_WEIGHT,
                    help="histogram weight of the 'Gatys + histogram' column")
-    g.add_argument("--mrf-column-weight", type=float, default=MRF_WEIGHT, dest="mrf_column_weight",
+    g.add_argument("--mrf-column-weight", type=number(0), default=MRF_WEIGHT, dest="mrf_column_weight",
                    help="MRF weight of the MRF column")
     v = p.add_argument_group("video (when --content is a video)")
-    v.add_argument("--max-frames", type=int, default=24, metavar="N",
+    v.add_argument("--max-frames", type=integer(0), default=24, metavar="N",
                    help="compare on the first N frames (0 = the whole clip)")
-    v.add_argument("--first-frame-iterations", type=int, metavar="N",
+    v.add_argument("--first-frame-iterations", type=integer(0, 1_000_000), metavar="N",
                    help="iterations for the first frame of the iterative runs (default: 2x --iterations)")
-    v.add_argument("--temporal-strength", type=float, metavar="S",
+    v.add_argument("--temporal-strength", type=number(0, 1), metavar="S",
                    help="fast path: share of the warped previous frame kept (default as impasto stylize)")
-    v.add_argument("--temporal-weight", type=float, metavar="W",
+    v.add_argument("--temporal-weight", type=number(0), metavar="W",
                    help="iterative path: weight of the temporal loss (default as impasto optimize)")
     run_options = add_run_arguments(p)
     run_options["iterations"].help = ("loss evaluations (default: 500 for the report, 150 per cell with "

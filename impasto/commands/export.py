@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from .options import add_parser
-
+from .options import add_parser, integer
 
 EPILOG = """\
 examples:
@@ -23,7 +22,7 @@ def register(sub) -> None:
     p.add_argument("-o", "--output", required=True, help="the .onnx file to write (atomically)")
     p.add_argument("--style", help="style name stored in the model (default: from the checkpoint)")
     p.add_argument("--arch", help="architecture, when the checkpoint does not say (johnson, slim) (default: the checkpoint's)")
-    p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: %(default)s = current)")
+    p.add_argument("--opset", type=integer(7, 99), default=None, help="ONNX opset (default: %(default)s = current)")
     p.add_argument("--photos", help="folder of real photos for the parity check and quality deltas (default: none, random inputs only)")
     p.add_argument("--calibration", help="folder of photos to calibrate int8 on (default: --photos)")
     p.add_argument("--no-variants", action="store_true", help="skip fp16/int8 variants and timings")
@@ -31,10 +30,10 @@ def register(sub) -> None:
                    help="keep STYLE.fp16.onnx and STYLE.int8.onnx next to the output")
     p.add_argument("--card", help="model card (JSON) to merge the measurements into (default: none)")
     p.add_argument("--preview", metavar="PHOTO", help="render a preview PNG next to the model (default: none)")
-    p.add_argument("--size", type=int, default=512, help="side of the timing input (default 512)")
-    p.add_argument("--repeats", type=int, default=3, help="timed runs per backend (median)")
+    p.add_argument("--size", type=integer(16, 8192), default=512, help="side of the timing input (default 512)")
+    p.add_argument("--repeats", type=integer(1, 1000), default=3, help="timed runs per backend (median)")
     p.add_argument("--triton", metavar="DIR", help="also write a Triton model repository in DIR (default: none)")
-    p.add_argument("--max-batch", type=int, default=8, help="Triton max_batch_size (default 8)")
+    p.add_argument("--max-batch", type=integer(0, 4096), default=8, help="Triton max_batch_size (default 8)")
     p.set_defaults(run=run)
 
 

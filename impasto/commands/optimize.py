@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from .options import add_objective_arguments, add_parser, add_run_arguments, config_from_args
+from .options import (add_objective_arguments, add_parser, add_run_arguments, check_result_size, config_from_args,
+                      inputs_of, integer, number)
 from .semantic import add_semantic_arguments, maybe_run
 from .video_options import add_video_arguments, report
 
@@ -17,7 +18,9 @@ examples:
 
 Weights: content 1, style 1e-4, TV 1 suit Caffe-style VGG weights (the default loss network
 of the tests); raise --style-weight for more paint, lower it to keep more of the photo.
-Ctrl-C stops early and still writes the image reached so far."""
+Ctrl-C stops early and still writes the image reached so far (a second Ctrl-C is ignored
+while it writes). -o may not name --content, --style or a map unless --overwrite-input; it may
+name --init, to refine a result in place."""
 
 
 def register(sub) -> None:
@@ -25,13 +28,13 @@ def register(sub) -> None:
                    description=__doc__, epilog=EPILOG)
     content = p.add_argument("--content", required=True, help="the photo to paint")
     p.add_argument("--style", required=True, action="append", help="a style image (repeat to blend several)")
-    p.add_argument("--style-weights", nargs="+", type=float, metavar="W",
+    p.add_argument("--style-weights", nargs="+", type=number(0), metavar="W",
                    help="blend weights, one per --style (default: equal)")
     p.add_argument("-o", "--output", required=True, help="output image (.png, .jpg, .webp, ...)")
     p.add_argument("--preserve-color", choices=["luminance", "histogram"],
                    help="keep the photo's colours: transfer luminance only, or recolour the style first "
                         "(default: off)")
-    p.add_argument("--snapshot-every", type=int, default=0, metavar="N",
+    p.add_argument("--snapshot-every", type=integer(0), default=0, metavar="N",
                    help="save the image every N iterations (0 = never)")
     p.add_argument("--snapshot-dir", help="where snapshots go (default: next to the output)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -49,6 +52,7 @@ def run(args) -> int:
     from impasto.training.iterative.optimize import stylize
     from impasto.video import is_video
 
+    images.refuse_overwriting_inputs(args.output, inputs_of(args), args.overwrite_input)
     code = maybe_run(args)  # a semantic option is set: the semantic runner does the work
     if code is not None:
         return code
@@ -60,8 +64,12 @@ def run(args) -> int:
         args.snapshot_dir = str(Path(args.output).with_suffix("")) + "_snapshots"
     content = images.load(args.content)
     config = config_from_args(args, natural_side=max(content.shape[:2]))
+    check_result_size(content, config, args.max_output_pixels)
     styles = [images.load(s) for s in args.style]
     result = stylize(content, styles, config, args.style_weights, progress=not args.quiet)
+    if result.interrupted:  # stopped by Ctrl-C: write what was reached; a second one must not break that
+        from impasto.interrupts import ignore_further_interrupts
+        ignore_further_interrupts()
     images.save(result.image, args.output)
     last = result.history[-1] if result.history else {}
     terms = " ".join(f"{k}={v:.4g}" for k, v in last.items() if k not in ("seconds", "scale"))

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from .options import add_parser
-
+from .options import MAX_SIDE, add_parser, integer
 
 EPILOG = """\
 examples:
@@ -25,8 +24,8 @@ def register(sub) -> None:
     p.add_argument("--grid", action="store_true", help="a figure across layers relu1_1..relu5_1, content and style")
     p.add_argument("--layers", nargs="+", metavar="LAYER",
                    help="layers for --grid (default: relu1_1 relu2_1 relu3_1 relu4_1 relu5_1)")
-    p.add_argument("--size", type=int, default=192, help="longest side in pixels")
-    p.add_argument("--iterations", type=int, default=200, help="L-BFGS loss evaluations per image")
+    p.add_argument("--size", type=integer(16, MAX_SIDE), default=192, help="longest side in pixels")
+    p.add_argument("--iterations", type=integer(0, 1_000_000), default=200, help="L-BFGS loss evaluations per image")
     p.add_argument("--vgg-weights", metavar="PATH|torchvision",
                    help="loss network weights (default: $IMPASTO_VGG_WEIGHTS, else torchvision's download)")
     p.add_argument("--precision", choices=["bf16", "fp32"], default="bf16", help="bf16 autocast or plain fp32")
@@ -39,7 +38,8 @@ def run(args) -> int:
     from impasto.training.iterative.reconstruct import DEFAULT_LAYERS, reconstruct, reconstruction_grid
 
     images.format_for(args.output)
-    image = images.load(args.image, max_side=args.size)
+    images.refuse_overwriting_inputs(args.output, [args.image])
+    image = images.load(args.image, max_side=args.size, max_output_pixels=images.DEFAULT_MAX_OUTPUT_PIXELS)
     if args.grid:
         grid = reconstruction_grid(image, args.layers or DEFAULT_LAYERS, iterations=args.iterations,
                                    vgg_weights=args.vgg_weights, precision=args.precision)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from .options import config_from_args
+from .options import check_result_size, config_from_args, integer, number
 
 SEMANTIC_EPILOG = """\
 semantic modes (maps are colour-coded PNG/JPEG images, one flat colour per region):
@@ -56,15 +56,15 @@ def add_semantic_arguments(p: argparse.ArgumentParser, content: argparse.Action)
     g.add_argument("--labels", nargs="+", metavar="COLOUR", help="style only these map colours (#rrggbb) (default: all)")
     g.add_argument("--unmatched", choices=["global", "skip", "error"],
                    help="a content label with no style region: whole-style statistics (default), content only, or error")
-    g.add_argument("--mask-threshold", type=float, help="hard region from a grey mask: value above this (default: 0.5)")
-    g.add_argument("--mask-blur", type=float, help="soft mode from maps: blur region edges by this many px (default: 0)")
+    g.add_argument("--mask-threshold", type=number(0, 1), help="hard region from a grey mask: value above this (default: 0.5)")
+    g.add_argument("--mask-blur", type=number(0, 1000), help="soft mode from maps: blur region edges by this many px (default: 0)")
     g.add_argument("--mrf-matching", choices=list(MATCHING_RULES), help="MRF patch matching rule (default: nearest)")
     g.add_argument("--mrf-layers", nargs="+", metavar="LAYER", help="MRF layers (default: relu3_1 relu4_1)")
-    g.add_argument("--semantic-weight", type=float, help="weight of the map channels in MRF matching (default: 10)")
-    g.add_argument("--contiguity", type=float,
+    g.add_argument("--semantic-weight", type=number(0), help="weight of the map channels in MRF matching (default: 10)")
+    g.add_argument("--contiguity", type=number(0),
                    help="bonus for coherent matches with --mrf-matching contiguity (default: 0.3)")
-    g.add_argument("--patch-grid", type=int, help="patch mode: tiles per side (default: 3)")
-    g.add_argument("--patch-overlap", type=float, help="patch mode: overlap of tiles, fraction of a step (default: 0.5)")
+    g.add_argument("--patch-grid", type=integer(1, 64), help="patch mode: tiles per side (default: 3)")
+    g.add_argument("--patch-overlap", type=number(0, lt=1), help="patch mode: overlap of tiles, fraction of a step (default: 0.5)")
     p.set_defaults(optimize_parser=p)
 
 
@@ -131,7 +131,11 @@ def run(args) -> int:
     if args.labels:
         extra["labels"] = tuple(args.labels)
     scfg = SemanticConfig(mode=mode, **extra)
+    check_result_size(picture, config, args.max_output_pixels)
     result = stylize_semantic(inputs, config, scfg, progress=not args.quiet)
+    if result.interrupted:  # stopped by Ctrl-C: write what was reached; a second one must not break that
+        from impasto.interrupts import ignore_further_interrupts
+        ignore_further_interrupts()
     images.save(result.image, args.output)
     last = result.history[-1] if result.history else {}
     terms = " ".join(f"{k}={v:.4g}" for k, v in last.items() if k not in ("seconds", "scale"))

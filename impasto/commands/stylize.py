@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .options import add_parser
+from .options import MAX_SIDE, add_parser, integer, megapixels, number
 from .video_options import add_video_arguments, report
 
 EPILOG = """\
@@ -23,14 +23,19 @@ def register(sub) -> None:
                    help="output file (its extension picks the format), or a folder for folder input")
     p.add_argument("-s", "--style", help="a bundled style name (see `impasto styles`) or a .onnx file; "
                                          "default: the first bundled style")
-    p.add_argument("--size", type=int, help="longest side of the result in px (default: the photo's)")
-    p.add_argument("--strength", type=float, default=1.0, help="0..1, blend with the photo")
+    p.add_argument("--size", type=integer(16, MAX_SIDE),
+                   help=f"longest side of the result in px, 16..{MAX_SIDE} (default: the photo's)")
+    p.add_argument("--max-output-megapixels", type=megapixels, default=None, metavar="MP", dest="max_output_pixels",
+                   help="largest result in megapixels (default 40, e.g. 7700x5100); raise it for bigger prints")
+    p.add_argument("--overwrite-input", action="store_true",
+                   help="allow -o to name the input photo (refused otherwise, so a typo cannot destroy it)")
+    p.add_argument("--strength", type=number(0, 1), default=1.0, help="0..1, blend with the photo (default 1)")
     p.add_argument("--preserve-color", "--preserve-colour", action="store_true", dest="preserve_color",
                    help="keep the photo's colours; take only the style's light and texture")
-    p.add_argument("--tile", type=int, default=1024,
+    p.add_argument("--tile", type=integer(0, MAX_SIDE), default=1024,
                    help="run photos larger than this many px a side in overlapping tiles (0 = never)")
-    p.add_argument("--overlap", type=int, default=128, help="tile overlap in px")
-    p.add_argument("--edge-margin", type=int, default=16, metavar="PX",
+    p.add_argument("--overlap", type=integer(0, MAX_SIDE), default=128, help="tile overlap in px (default 128)")
+    p.add_argument("--edge-margin", type=integer(0, 256), default=16, metavar="PX",
                    help="reflected border run with the photo and cropped away, so the network's edge "
                         "artefacts fall outside the picture (default 16; 0 is ~20%% faster at 512 px)")
     p.add_argument("--backend", default="auto", choices=["auto", "ort", "ort-cuda", "openvino", "openvino-fp32"],
@@ -53,6 +58,8 @@ def run(args) -> int:
     from impasto.serve.runtime import load_engine
     from impasto.serve.stylize import Options, stylize_array
     from impasto.video import is_video
+    if Path(args.input).is_file():  # a photo or a video: -o must not replace it
+        images.refuse_overwriting_inputs(args.output, [args.input], args.overwrite_input)
     if is_video(args.input):
         return run_video(args)
 
@@ -63,6 +70,7 @@ def run(args) -> int:
     src, out = Path(args.input), Path(args.output)
     if not src.exists():
         raise ImpastoError(f"{src}: no such file or folder")
+    max_out = args.max_output_pixels or images.DEFAULT_MAX_OUTPUT_PIXELS
     model = zoo.resolve_style(args.style, args.models)
     engine = load_engine(model, args.backend)
 
@@ -72,8 +80,13 @@ def run(args) -> int:
             raise ImpastoError(f"{src}: no images in this folder")
         if out.suffix and not out.is_dir():
             raise ImpastoError(f"{out}: for a folder of photos, -o must be a folder")
-        out.mkdir(parents=True, exist_ok=True)
         ext = "." + (args.format or "png")
+        names = {p.name for p in photos}
+        for photo in photos:  # before any work: no result may land on a photo of the folder
+            if photo.stem + ext in names:
+                images.refuse_overwriting_inputs(out / (photo.stem + ext), [src / (photo.stem + ext)],
+                                                 args.overwrite_input)
+        out.mkdir(parents=True, exist_ok=True)
         failed = []
         from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                                    TimeElapsedColumn, TimeRemainingColumn)
@@ -84,7 +97,7 @@ def run(args) -> int:
             for photo in photos:
                 bar.update(task, name=photo.name)
                 try:
-                    arr = images.load(photo, max_side=args.size)
+                    arr = images.load(photo, max_side=args.size, max_output_pixels=max_out)
                     images.save(stylize_array(engine, arr, options), out / (photo.stem + ext))
                 except ImpastoError as exc:
                     failed.append(f"{photo.name}: {exc}")
@@ -97,7 +110,7 @@ def run(args) -> int:
 
     images.format_for(out)  # fail on a bad extension before doing the work
     t0 = time.perf_counter()
-    arr = images.load(src, max_side=args.size)
+    arr = images.load(src, max_side=args.size, max_output_pixels=max_out)
     progress = None
     if not args.quiet and options.tile and max(arr.shape[:2]) > options.tile:
         from rich.progress import Progress

@@ -7,6 +7,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .options import integer, number
+
 DEFAULT_STRENGTH = 0.6   # impasto.serve.video.DEFAULT_STRENGTH (checked by a test; not imported: no numpy here)
 
 
@@ -16,20 +18,20 @@ def add_video_arguments(parser: argparse.ArgumentParser, iterative: bool = False
     g.add_argument("--no-temporal", dest="temporal", action="store_false",
                    help="plain per-frame stylisation (it flickers), no temporal consistency")
     if iterative:
-        g.add_argument("--temporal-strength", type=float, default=None, metavar="W",
+        g.add_argument("--temporal-strength", type=number(0), default=None, metavar="W",
                        help="weight of the temporal loss that ties each frame to the warped previous "
                             "result on non-occluded pixels (default: 200 x the content weight)")
-        g.add_argument("--first-frame-iterations", type=int, default=None, metavar="N",
+        g.add_argument("--first-frame-iterations", type=integer(0, 1_000_000), default=None, metavar="N",
                        help="iterations for the first frame (default: 2x --iterations; later frames "
                             "start from the warped previous result and need fewer)")
     else:
-        g.add_argument("--temporal-strength", type=float, default=DEFAULT_STRENGTH, metavar="S",
+        g.add_argument("--temporal-strength", type=number(0, 1), default=DEFAULT_STRENGTH, metavar="S",
                        help="0..1: how much of the warped previous frame is kept where the motion is "
                             "reliable (higher is steadier but trails on fast motion)")
     g.add_argument("--flow", choices=["dis", "dis-fast", "farneback"], default=None,
                    help="optical flow method for the temporal consistency (default: dis-fast at 256 px "
                         "for the fast path, dis for the iterative path)")
-    g.add_argument("--max-frames", type=int, default=None, metavar="N",
+    g.add_argument("--max-frames", type=integer(1), default=None, metavar="N",
                    help="only the first N frames (a quick preview; the audio is cut to match) (default: all)")
     g.add_argument("--no-flicker", dest="measure_flicker", action="store_false",
                    help="skip measuring the flicker metric (saves a flow computation per frame)")

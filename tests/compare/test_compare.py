@@ -226,7 +226,7 @@ def test_bad_options_exit_2_with_a_clear_message(argv, message, capsys, tmp_path
 @pytest.mark.slow
 def test_bad_option_from_the_real_command_line(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "impasto.cli", "compare", "--style", "x.onnx", "--content",
-                           str(tmp_path), "-o", str(tmp_path / "r"), "--size", "8"],
+                           str(tmp_path), "-o", str(tmp_path / "r"), "--size", "20"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "--size must be at least 32" in proc.stderr and "Traceback" not in proc.stderr

@@ -19,7 +19,8 @@ PACKAGES = {"impasto": "impasto", "impasto.models": "models", "impasto.training"
 CLI = ("impasto.cli", "impasto.commands")
 # Imports left inside functions on purpose: optional extras (OpenVINO) and matplotlib's backend,
 # chosen when a figure is drawn rather than when the module is imported.
-DEFERRED_OK = {("impasto.serve.runtime", "openvino"), ("impasto.compare.report", "matplotlib"),
+DEFERRED_OK = {("impasto.serve.runtime", "openvino"), ("impasto.serve.runtime", "openvino.frontend"),
+               ("impasto.compare.report", "matplotlib"),
                ("impasto.compare.report", "matplotlib.pyplot")}
 
 

@@ -142,3 +142,17 @@ def test_save_round_trip_by_extension(tmp_path):
     with pytest.raises(ImpastoError, match="extension"):
         images.save(arr, tmp_path / "x.txt")
     assert not list(tmp_path.glob("*.part"))  # atomic writes leave no temp files
+
+
+def test_load_shrinks_in_8_bit_and_matches_the_float_path(tmp_path):
+    """images.load with max_side decodes big images at reduced size; the result stays the same
+    picture as a full-size float resize would give."""
+    rng = np.random.default_rng(1)
+    base = (rng.random((30, 40, 3)) * 255).astype(np.uint8)
+    img = Image.fromarray(base).resize((1200, 900), Image.BICUBIC)
+    for name, kw in (("p.png", {}), ("j.jpg", {"quality": 95})):
+        img.save(tmp_path / name, **kw)
+        small = images.load(tmp_path / name, max_side=100)
+        full = images.resize(images.load(tmp_path / name), 100)
+        assert small.shape == full.shape == (75, 100, 3)
+        assert np.abs(small - full).mean() < 0.02, name

@@ -96,7 +96,7 @@ def test_user_errors_exit_2_without_traceback(style_models, tmp_path, data):
         (["stylize", photo, "--style", "../etc", "--models", str(style_models), "-o", str(tmp_path / "o.png")],
          "no such model file"),
         (["stylize", photo, "--strength", "1.5", "-o", str(tmp_path / "o.png")], "strength"),
-        (["stylize", photo, "--edge-margin", "-1", "-o", str(tmp_path / "o.png")], "edge margin"),
+        (["stylize", photo, "--edge-margin", "-1", "-o", str(tmp_path / "o.png")], "--edge-margin"),
         (["stylize", photo, "--models", str(style_models), "-o", str(tmp_path / "o.xyz")], "extension"),
     ):
         r = cli(*args)

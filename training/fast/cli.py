@@ -10,11 +10,12 @@ from typing import Optional
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint, RichProgressBar
 from pytorch_lightning.cli import LightningCLI
-from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+from pytorch_lightning.loggers import TensorBoardLogger
 
 from impasto.errors import ImpastoError
 
 from .checkpoint import SafetyCheckpoint, config_hash
+from .csvlog import ResumableCSVLogger, checkpoint_step
 from .data import PhotoDataModule
 from .module import FastStyleModule
 
@@ -62,8 +63,11 @@ class FastStyleCLI(LightningCLI):
         kwargs["callbacks"] = callbacks
         kwargs["default_root_dir"] = str(run_dir)
         if trainer_cfg.get("logger") in (None, True):
+            # metrics.csv keeps the rows from before a --resume (steps up to the checkpoint's)
+            resume = ckpt_dir / "last.ckpt" if cfg.resume == "last" else cfg.resume
             kwargs["logger"] = [TensorBoardLogger(str(run_dir), name="tensorboard", version=""),
-                                CSVLogger(str(run_dir), name="csv", version="")]
+                                ResumableCSVLogger(str(run_dir), name="csv", version="",
+                                                   resume_step=checkpoint_step(resume))]
         return super().instantiate_trainer(**kwargs)
 
 
