@@ -37,7 +37,7 @@ Objective = Callable[[torch.Tensor], "tuple[torch.Tensor, dict[str, torch.Tensor
 # effect grows with the pixel count), histogram sum/(2 N^2 D) (normalised like the Gram term), so
 # that the classic sweeps (TV 0, 0.001, 0.01; histogram 0, 100, 500) mean what they meant there.
 LOSS_SCALES = ("mean", "paper")
-DEFAULT_TV_WEIGHT = {"mean": 1.0, "paper": 1e-5}
+DEFAULT_TV_WEIGHT = {"mean": 1.0, "paper": 2e-6}   # paper: a sum; at 512 px ~ mean 1
 
 # Gram matrices normalised by C*H*W are C times smaller than by H*W, their squared error C^2
 # times; over the Gatys layers (C = 64..512) the style term comes out ~1e4 times smaller at the
@@ -58,7 +58,7 @@ class OptimizeConfig:
     style_scale: float = 1.0                # style image size relative to the output size
     content_weight: float = 1.0
     style_weight: float = 1e-4              # the same balance under both --gram-norm (CHW_BALANCE)
-    tv_weight: Optional[float] = None       # default: 1 (loss_scale mean), 1e-5 (paper: a sum)
+    tv_weight: Optional[float] = None       # default: 1 (loss_scale mean), 2e-6 (paper: a sum)
     histogram_weight: float = 0.0
     mrf_weight: float = 0.0
     content_layers: Sequence[str] = GATYS_CONTENT
@@ -275,11 +275,7 @@ def optimize_pixels(objective: Objective, init: torch.Tensor, iterations: int, o
         while len(history) < iterations:
             done = len(history)
             try:
-                if optimizer == "lbfgs":
-                    opt.step(evaluate)
-                else:
-                    opt.step(evaluate)
-                    continue
+                opt.step(evaluate)     # L-BFGS: many evaluations; Adam: one
             except _BackOff as why:
                 if len(history) >= iterations:
                     break
@@ -295,7 +291,7 @@ def optimize_pixels(objective: Objective, init: torch.Tensor, iterations: int, o
                     break
                 opt = make_optimizer()
                 continue
-            if len(history) == done:    # L-BFGS stopped on a flat loss
+            if optimizer == "lbfgs" and len(history) == done:    # L-BFGS stopped on a flat loss
                 break
     except KeyboardInterrupt:
         interrupted = True

@@ -25,7 +25,7 @@ def add_objective_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--style-weight", type=float, default=1e-4,
                    help="style against content (1e-4); the same balance under both --gram-norm")
     g.add_argument("--tv-weight", type=float, default=None,
-                   help="total variation: smooths noise (default 1, or 1e-5 with --loss-scale paper)")
+                   help="total variation: smooths noise (default 1, or 2e-6 with --loss-scale paper)")
     g.add_argument("--histogram-weight", type=float, default=0.0, help="Risser et al. histogram loss (0 = off)")
     g.add_argument("--mrf-weight", type=float, default=0.0, help="Li & Wand MRF patch loss (0 = off)")
     g.add_argument("--content-layers", nargs="+", default=["relu4_2"], metavar="LAYER")
