@@ -63,8 +63,8 @@ def run(args) -> int:
     styles = [images.load(s) for s in args.style]
     result = stylize(content, styles, config, args.style_weights, progress=not args.quiet)
     images.save(result.image, args.output)
-    last = result.history[-1] if result.history else {}
-    terms = " ".join(f"{k}={v:.4g}" for k, v in last.items() if k not in ("seconds", "scale"))
+    last = result.final or (result.history[-1] if result.history else {})
+    terms = " ".join(f"{k}={v:.4g}" for k, v in last.items() if k not in ("seconds", "scale", "best"))
     if result.interrupted:
         print(f"stopped after {result.iterations} iterations; wrote {args.output}. "
               f"Resume with --init {args.output}")
