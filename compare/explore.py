@@ -144,7 +144,7 @@ def _caption(seconds: float, terms: dict) -> str:
     else:
         parts = [f"{seconds:.0f} s" if seconds >= 10 else f"{seconds:.1f} s"]
     parts += [f"{k[0] if k != 'histogram' else 'h'} {v:.2g}" for k, v in terms.items()
-              if k not in ("seconds", "scale", "total")]
+              if k not in ("seconds", "scale", "total", "best")]
     return ", ".join(parts)
 
 
@@ -217,12 +217,12 @@ def explore(content: str | os.PathLike, style: str | os.PathLike, output: str | 
             t = time.perf_counter()
             res = stylize(photo, [painting], cfg, objective=build_objective(cfg, weights))
             secs = time.perf_counter() - t
-            last = dict(res.history[-1]) if res.history else {}
+            last = dict(res.final or (res.history[-1] if res.history else {}))   # the image returned
             images.save(res.image, cell_dir / f"r{i}_c{j}.png")
             grid[-1].append(res.image)
             caps[-1].append(_caption(secs, last))
             record[-1].append({"row": rv, "col": cv, "seconds": secs, "iterations": res.iterations,
-                               "terms": {k: v for k, v in last.items() if k not in ("seconds", "scale")},
+                               "terms": {k: v for k, v in last.items() if k not in ("seconds", "scale", "best")},
                                "image": f"{cell_dir.name}/r{i}_c{j}.png"})
     title = (f"{Path(content).name} in the style of {Path(style).name}: {base.iterations} L-BFGS iterations at "
              f"{base.size} px; caption: time, weighted loss terms (c content, s style, t TV)")
@@ -316,7 +316,7 @@ def compare_algorithms(pairs: Sequence[tuple[str | os.PathLike, str | os.PathLik
                 res = stylize(photo, [painting], cfg, objective=build_objective(cfg, weights))
                 secs = time.perf_counter() - t
                 img = res.image
-                last = res.history[-1] if res.history else {}
+                last = res.final or (res.history[-1] if res.history else {})
                 own = {k: v for k, v in last.items() if k in ("histogram", "mrf")}
             with torch.no_grad():
                 _, terms = yard(to_tensor(img))

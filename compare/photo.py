@@ -14,7 +14,7 @@ loss weights, VGG layers, the style image at its training size), then for each p
 
 and a speed table: fast latency and iterative seconds for 100/300/500 iterations at 256, 512 and
 1024 px. The iterative seconds at sizes other than the comparison size are extrapolated from a few
-measured iterations (setup + first iteration + (N-1) x the measured cost of one more iteration);
+timed iterations (setup + the timed run + the remaining iterations at the steady-state cost);
 the report says which figures are measured and which are extrapolated.
 
 One iteration here is one evaluation of the objective (a VGG forward and backward pass), the unit
@@ -64,7 +64,7 @@ class CompareOptions:
     lr: float = 0.5                              # L-BFGS step (1.0 oscillates on the fast objectives; docs/compare.md)
     speed_sizes: Sequence[int] = SPEED_SIZES
     speed_iterations: Sequence[int] = SPEED_ITERATIONS
-    speed_measure: int = 4                       # iterations timed per size for the speed table
+    speed_measure: int = 12                      # iterations timed per size for the speed table
     fast_repeats: int = 5                        # fast-model timings per size (median)
     backend: str = "ort"                         # fast-model engine: onnxruntime (the reference)
     threads: Optional[int] = None
@@ -127,14 +127,19 @@ def run_iterative(loss, photo: np.ndarray, iterations: int, snapshots: Sequence[
     shots: dict[int, np.ndarray] = {}
     step_every = max(1, iterations // 10)
 
+    best = {"total": float("inf"), "image": None}
+
     def on_step(step: int, x: torch.Tensor, row: dict) -> None:
         n = step - 1                       # evaluation `step` sees the image after step-1 updates
+        if row["total"] <= best["total"]:  # snapshots: the best image so far (a line search's
+            best.update(total=row["total"], image=to_array(x))   # trial points may overshoot)
         if n in wanted:
-            shots[n] = to_array(x)
+            shots[n] = best["image"]
         if n % step_every == 0 or n == iterations:
             log(f"    iteration {n:4d}/{iterations}  loss {row['total']:.4g}  ({row['seconds']:.1f} s)")
 
-    result = optimize_pixels(lambda x: loss(x), content, iterations + 1, "lbfgs", lr, precision, on_step)
+    result = optimize_pixels(lambda x: loss(x), content, iterations + 1, "lbfgs", lr, precision, on_step,
+                             log=log)
     if result.interrupted:
         raise KeyboardInterrupt
     history = result.history
@@ -144,11 +149,24 @@ def run_iterative(loss, photo: np.ndarray, iterations: int, snapshots: Sequence[
     return {"history": history, "setup_s": setup, "snapshots": shots, "iterations_run": final}
 
 
+def steady_per_iteration(seconds: Sequence[float]) -> float:
+    """Seconds per evaluation in the steady state: the median step of the later half of the
+    cumulative times (the first evaluations pay one-off costs: allocations, kernel selection; the
+    issue-14 table extrapolated those and came out 20x too slow)."""
+    steps = np.diff(np.asarray(seconds, dtype=float))
+    if len(steps) == 0:
+        return float(seconds[0])
+    return float(np.median(steps[len(steps) // 2:]))
+
+
 def speed_table(objective: FastObjective, models: Sequence[FastModel], photo: np.ndarray,
                 options: CompareOptions, measured: Optional[dict] = None,
                 log: Callable[[str], None] = print) -> list[dict]:
-    """Fast latency and iterative seconds per size, extrapolated from a few timed iterations.
-    `measured`: {N: seconds} from the full runs at the comparison size, reported beside them."""
+    """Fast latency and iterative seconds per size. N iterations within the timed run are its own
+    times ("measured"); beyond it, "extrapolated": the timed run's time + the steady-state cost
+    of the remaining iterations. `measured`: {N: seconds} of the full runs at the comparison size;
+    those are what the table reports there, and the extrapolation is checked against them
+    (`check[N]` = extrapolated / full runs, logged)."""
     rows = []
     for side in options.speed_sizes:
         img = images.resize(photo, side)
@@ -162,24 +180,30 @@ def speed_table(objective: FastObjective, models: Sequence[FastModel], photo: np
         setup = time.perf_counter() - t0
         k = options.speed_measure
         res = optimize_pixels(lambda x: objective.loss(x), to_tensor(img), k, "lbfgs", options.lr,
-                              options.precision)
+                              options.precision, log=lambda m: None)
         secs = [r["seconds"] for r in res.history]
         first = secs[0]
-        per_iter = (secs[-1] - secs[0]) / (len(secs) - 1) if len(secs) > 1 else first
+        per_iter = steady_per_iteration(secs)
         row.update({"setup_s": setup, "first_iteration_s": first, "per_iteration_s": per_iter,
                     "measured_iterations": len(secs)})
         main_ms = row[f"fast_ms[{models[0].name}]"]
         for n in options.speed_iterations:
-            # Every size by the same method (the load on a shared machine changes between the
-            # long runs and these timings); the long runs' own times are kept beside it.
-            est = setup + first + (n - 1) * per_iter
-            row[f"iterative_s[{n}]"] = est
-            row[f"source[{n}]"] = "measured" if n <= len(secs) else "extrapolated"
-            row[f"speedup[{n}]"] = est / (main_ms / 1000)
+            if n <= len(secs):
+                est, source = setup + secs[n - 1], "measured"
+            else:
+                est, source = setup + secs[-1] + (n - len(secs)) * per_iter, "extrapolated"
             if measured and side == options.size and n in measured:
                 row[f"measured_s[{n}]"] = measured[n]
+                row[f"check[{n}]"] = est / measured[n]
+                if not 0.8 <= est / measured[n] <= 1.25:
+                    log(f"  speed at {side}px: the estimate for {n} iterations ({est:.1f} s) is "
+                        f"{est / measured[n]:.2f}x the full runs' {measured[n]:.1f} s; the table shows the full runs")
+                est, source = measured[n], "measured"
+            row[f"iterative_s[{n}]"] = est
+            row[f"source[{n}]"] = source
+            row[f"speedup[{n}]"] = est / (main_ms / 1000)
         log(f"  speed at {side}px ({w}x{h}): fast {main_ms:.1f} ms, iterative {per_iter:.3f} s/iteration "
-            f"(measured over {len(secs) - 1} iterations after a warm-up one)")
+            f"(steady state of {len(secs)} timed iterations)")
         rows.append(row)
     return rows
 

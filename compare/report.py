@@ -151,20 +151,23 @@ def _speed_html(data: dict) -> str:
         for n in ns:
             mark = "" if r[f"source[{n}]"] == "measured" else "*"
             full = r.get(f"measured_s[{n}]")
-            extra = f"<br><span class=note>full runs: {full:.1f}</span>" if full is not None else ""
+            check = r.get(f"check[{n}]")
+            extra = (f"<br><span class=note>full runs: {full:.1f} (est./full {check:.2f})</span>"
+                     if full is not None and check is not None else "")
             cells.append(f"<td>{r[f'iterative_s[{n}]']:.1f}{mark}{extra}</td>")
         cells += [f"<td>{r[f'speedup[{n}]']:,.0f}x</td>" for n in ns]
         body.append("<tr>" + "".join(cells) + "</tr>")
     return ("<table>" + head + "".join(body) + "</table>"
             "<p class=note>Fast: median of {rep} onnxruntime runs after a warm-up ({backend}). Iterative: "
-            "L-BFGS on the same objective in {prec}. * = extrapolated: setup + first iteration + (N-1) x the "
-            "cost of one more iteration, measured over {k} iterations at that size (the first one, a warm-up, "
-            "excluded from the per-iteration cost). \"full runs\": the mean time the full runs above took to reach "
-            "that iteration at this size (the same work timed at another moment; on a shared machine the two differ "
-            "by the load). "
+            "L-BFGS on the same objective in {prec}. Unmarked: timed (within the {k} iterations timed at that "
+            "size, or, at the comparison size, the full runs above). * = extrapolated: the {k} timed iterations "
+            "+ the remaining ones at the steady-state cost (the median of the later half of the timed "
+            "iterations; the first ones pay one-off costs). \"full runs\": the full runs' own time, which the "
+            "table shows at the comparison size; the estimate made the same way as for the other sizes is "
+            "checked against it (est./full). "
             "Speed-up = iterative seconds / fast latency of the first model.</p>").format(
         rep=data["options"]["fast_repeats"], backend=_e(data["backend"]), prec=_e(data["options"]["precision"]),
-        k=data["options"]["speed_measure"] - 1)
+        k=data["options"]["speed_measure"])
 
 
 def _metrics_html(photo: dict, models: Sequence[str]) -> str:

@@ -45,6 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     if extra and not getattr(args, "accepts_extra", False):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.extra = extra
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # the subcommand's own arguments (only --version and --help come before the command's name),
+    # so that a command can tell an option the user typed from one left at its default
+    args.argv = argv[argv.index(args.command) + 1:] if args.command in argv else argv
     try:
         return args.run(args) or 0
     except ImpastoError as exc:

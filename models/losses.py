@@ -105,8 +105,11 @@ class StyleLoss(nn.Module):
 
     def __init__(self, layers: Sequence[str] = GATYS_STYLE, weight: float = 1.0,
                  layer_weights: Optional[Sequence[float]] = None, gram_norm: str = "chw",
-                 intensity: float = 1.0):
+                 intensity: float = 1.0, reduction: str = "mean"):
         super().__init__()
+        if reduction not in ("mean", "paper"):
+            raise ImpastoError(f"style reduction must be 'mean' or 'paper', not {reduction!r}")
+        self.reduction = reduction   # paper: sum over the Gram entries / (2 N^2), half the mean
         self.layers = tuple(layers)
         if layer_weights is not None and len(layer_weights) != len(self.layers):
             raise ImpastoError(f"{len(layer_weights)} style layer weights given for {len(self.layers)} layers")
@@ -128,23 +131,29 @@ class StyleLoss(nn.Module):
 
     def forward(self, feats: dict[str, torch.Tensor]) -> torch.Tensor:
         losses = self.layer_losses(feats)
-        return self.weight * sum(lw * losses[n] for n, lw in zip(self.layers, self.layer_weights))
+        half = 0.5 if self.reduction == "paper" else 1.0
+        return half * self.weight * sum(lw * losses[n] for n, lw in zip(self.layers, self.layer_weights))
 
 
 class TVLoss(nn.Module):
-    """Total variation: mean squared difference of neighbouring pixels."""
+    """Total variation: mean squared difference of neighbouring pixels (reduction "sum": the
+    sum over pixels, as the papers write it; its weight then depends on the image size)."""
 
     layers = ()
     on_pixels = True
 
-    def __init__(self, weight: float = 1.0):
+    def __init__(self, weight: float = 1.0, reduction: str = "mean"):
         super().__init__()
-        self.weight = weight
+        if reduction not in ("mean", "sum"):
+            raise ImpastoError(f"TV reduction must be 'mean' or 'sum', not {reduction!r}")
+        self.weight, self.reduction = weight, reduction
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         image = fp32(image)
         dx = image[..., :, 1:] - image[..., :, :-1]
         dy = image[..., 1:, :] - image[..., :-1, :]
+        if self.reduction == "sum":
+            return self.weight * (dx.pow(2).sum() + dy.pow(2).sum())
         return self.weight * (dx.pow(2).mean() + dy.pow(2).mean())
 
 
@@ -163,9 +172,13 @@ class HistogramLoss(nn.Module):
     barycentre).
     """
 
-    def __init__(self, layers: Sequence[str] = ("relu1_1", "relu4_1"), weight: float = 1.0, bins: int = 4096):
+    def __init__(self, layers: Sequence[str] = ("relu1_1", "relu4_1"), weight: float = 1.0, bins: int = 4096,
+                 reduction: str = "mean"):
         super().__init__()
-        self.layers, self.weight, self.bins = tuple(layers), weight, bins
+        if reduction not in ("mean", "paper"):
+            raise ImpastoError(f"histogram reduction must be 'mean' or 'paper', not {reduction!r}")
+        # paper: sum of squares / (2 N^2 D), normalised like the Gram term (N channels, D pixels)
+        self.layers, self.weight, self.bins, self.reduction = tuple(layers), weight, bins, reduction
         self.targets: dict[str, torch.Tensor] = {}
 
     def set_target(self, style_feats: Sequence[dict[str, torch.Tensor]], blend: Optional[Sequence[float]] = None):
@@ -189,7 +202,8 @@ class HistogramLoss(nn.Module):
                 order = flat.argsort(dim=2)
                 target_sorted = _resample_sorted(self.targets[n], h * w).expand(b, -1, -1)
                 remapped = torch.empty_like(flat).scatter_(2, order, target_sorted)
-            total = total + F.mse_loss(flat, remapped)
+            mse = F.mse_loss(flat, remapped)
+            total = total + (mse / (2 * c) if self.reduction == "paper" else mse)
         return self.weight * total
 
 

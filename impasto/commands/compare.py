@@ -20,7 +20,8 @@ model card (<model>.json, written by `impasto train`/`impasto export`); the styl
 up where the training config says (relative to where you run this), else pass --style-image.
 The iterative runs use L-BFGS from the photo; "worth N iterations" is the first iteration whose
 loss is at most the fast model's. Speed-table figures for sizes other than --size are
-extrapolated from --speed-measure timed iterations (the report marks them).
+extrapolated from the steady-state cost of --speed-measure timed iterations (the report
+marks them); at --size the table shows the full runs' own times.
 Defaults: --size 512 and --iterations 500 for the report; --size 256 and --iterations 150 per cell
 with --algorithms; --size 256, --iterations 30 a frame and --max-frames 24 for a video (four
 runs: fast and iterative, each per frame and with temporal consistency). The objective options
@@ -57,7 +58,8 @@ def register(sub) -> None:
                    help="iterations to keep images of")
     p.add_argument("--speed-sizes", default="256,512,1024", help="speed-table sizes in px")
     p.add_argument("--speed-iterations", default="100,300,500", help="iteration counts in the speed table")
-    p.add_argument("--speed-measure", type=integer(2, 1000), default=4, help="iterations timed per size (first is a warm-up)")
+    p.add_argument("--speed-measure", type=integer(2, 1000), default=12,
+                   help="iterations timed per size; the steady-state cost of their later half extrapolates")
     p.add_argument("--fast-repeats", type=integer(1, 1000), default=5, help="fast-model timings per size (median)")
     p.add_argument("--backend", default="ort", help="fast-model engine: ort (reference), openvino, auto, ...")
     p.add_argument("--threads", type=integer(1, 1024), help="onnxruntime threads (default: all)")

@@ -71,8 +71,8 @@ def run(args) -> int:
         from impasto.interrupts import ignore_further_interrupts
         ignore_further_interrupts()
     images.save(result.image, args.output)
-    last = result.history[-1] if result.history else {}
-    terms = " ".join(f"{k}={v:.4g}" for k, v in last.items() if k not in ("seconds", "scale"))
+    last = result.final or (result.history[-1] if result.history else {})
+    terms = " ".join(f"{k}={v:.4g}" for k, v in last.items() if k not in ("seconds", "scale", "best"))
     if result.interrupted:
         print(f"stopped after {result.iterations} iterations; wrote {args.output}. "
               f"Resume with --init {args.output}")

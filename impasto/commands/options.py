@@ -103,8 +103,10 @@ def add_objective_arguments(p: argparse.ArgumentParser) -> None:
     """Options shared by every command that builds the iterative objective."""
     g = p.add_argument_group("objective")
     g.add_argument("--content-weight", type=number(0), default=1.0, help="weight of the content (photo) term")
-    g.add_argument("--style-weight", type=number(0), default=1e-4, help="weight of the Gram style term")
-    g.add_argument("--tv-weight", type=number(0), default=1.0, help="total variation: smooths noise")
+    g.add_argument("--style-weight", type=number(0), default=1e-4,
+                   help="weight of the Gram style term; the same balance under both --gram-norm")
+    g.add_argument("--tv-weight", type=number(0), default=None,
+                   help="total variation: smooths noise (default 1, or 2e-6 with --loss-scale paper)")
     g.add_argument("--histogram-weight", type=number(0), default=0.0, help="Risser et al. histogram loss (0 = off)")
     g.add_argument("--mrf-weight", type=number(0), default=0.0, help="Li & Wand MRF patch loss (0 = off)")
     g.add_argument("--content-layers", nargs="+", default=["relu4_2"], metavar="LAYER",
@@ -115,6 +117,10 @@ def add_objective_arguments(p: argparse.ArgumentParser) -> None:
                    help="one weight per style layer (default: all 1)")
     g.add_argument("--gram-norm", choices=["pixels", "chw"], default="pixels",
                    help="Gram normalisation: by pixel count (sizes may differ) or by C*H*W")
+    g.add_argument("--loss-scale", choices=["mean", "paper"], default="mean",
+                   help="mean: every term a mean, weights independent of the image size; paper: "
+                        "the papers' sums (TV summed over pixels, content 1/(2ND), style 1/(2N^2)), for "
+                        "their weights, e.g. TV 0.001 / 0.01, histogram 100 / 500 (docs/experiments.md)")
     g.add_argument("--intensity", type=number(gt=0, hi=100), default=1.0,
                    help="scales the style Grams: >1 bolder texture (0 < I <= 100)")
     g.add_argument("--pooling", choices=["max", "avg"], default="max", help="VGG pooling (Gatys used avg)")
@@ -167,6 +173,7 @@ def config_from_args(args, natural_side: int | None = None):
         style_weight=args.style_weight, tv_weight=args.tv_weight, histogram_weight=args.histogram_weight,
         mrf_weight=args.mrf_weight, content_layers=args.content_layers, style_layers=args.style_layers,
         style_layer_weights=args.style_layer_weights, gram_norm=args.gram_norm, intensity=args.intensity,
+        loss_scale=getattr(args, "loss_scale", "mean"),
         pooling=args.pooling, preserve_color=getattr(args, "preserve_color", None), precision=args.precision,
         seed=args.seed, snapshot_every=getattr(args, "snapshot_every", 0),
         snapshot_dir=getattr(args, "snapshot_dir", None), vgg_weights=args.vgg_weights, vgg_arch=args.vgg_arch)

@@ -72,8 +72,27 @@ def requested(args) -> bool:
     return any(getattr(args, n, None) not in (None, False, []) for n in _TRIGGERS)
 
 
+_UNSET = object()
+
+
+def given_on_command_line(parser: argparse.ArgumentParser, argv) -> set[str]:
+    """The dests of the options the user typed in `argv` (the subcommand's own arguments), whatever
+    their value: argparse fills a dest with its default only when the namespace lacks it, so a
+    namespace preset to a sentinel keeps the sentinel exactly where nothing was given."""
+    def sentinel(action):  # actions that add to the value they find (append, count) start from None
+        return None if isinstance(action, (argparse._AppendAction, argparse._CountAction)) else _UNSET
+    probe = argparse.Namespace(**{a.dest: sentinel(a) for a in parser._actions if a.dest != argparse.SUPPRESS})
+    unset = dict(vars(probe))
+    try:
+        parsed, _ = parser.parse_known_args(list(argv), namespace=probe)
+    except SystemExit:
+        return set()
+    return {k for k, v in vars(parsed).items() if k in unset and v is not unset[k]}
+
+
 def apply_preset(args, parser: argparse.ArgumentParser) -> None:
-    """Preset values (YAML keys = option names with - or _) fill the options left at their default."""
+    """Preset values (YAML keys = option names with - or _) fill the options not given on the
+    command line (an option typed with its default value, e.g. `--size 512`, still wins)."""
     import yaml
 
     from impasto.errors import ImpastoError
@@ -87,11 +106,15 @@ def apply_preset(args, parser: argparse.ArgumentParser) -> None:
         raise ImpastoError(f"{args.preset}: not valid YAML ({exc})") from None
     if not isinstance(preset, dict):
         raise ImpastoError(f"{args.preset}: a preset is a mapping of option: value")
+    argv = getattr(args, "argv", None)    # the subcommand's own arguments, set by impasto.cli
+    given = given_on_command_line(parser, argv) if argv is not None else set()
     for key, value in preset.items():
         dest = str(key).replace("-", "_")
         if not hasattr(args, dest) or dest in ("content", "style", "output", "preset"):
             raise ImpastoError(f"{args.preset}: unknown option {key!r}")
-        if getattr(args, dest) == parser.get_default(dest):
+        if argv is None and getattr(args, dest) == parser.get_default(dest):
+            setattr(args, dest, value)        # no command line known: only defaults are filled
+        elif argv is not None and dest not in given:
             setattr(args, dest, value)
 
 
@@ -137,8 +160,8 @@ def run(args) -> int:
         from impasto.interrupts import ignore_further_interrupts
         ignore_further_interrupts()
     images.save(result.image, args.output)
-    last = result.history[-1] if result.history else {}
-    terms = " ".join(f"{k}={v:.4g}" for k, v in last.items() if k not in ("seconds", "scale"))
+    last = result.final or (result.history[-1] if result.history else {})
+    terms = " ".join(f"{k}={v:.4g}" for k, v in last.items() if k not in ("seconds", "scale", "best"))
     if result.interrupted:
         print(f"stopped after {result.iterations} iterations; wrote {args.output}. Resume with --init {args.output}")
         return 130

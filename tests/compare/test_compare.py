@@ -230,3 +230,11 @@ def test_bad_option_from_the_real_command_line(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "--size must be at least 32" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_speed_extrapolates_from_the_steady_state():
+    """Issue 14: the first iterations pay one-off costs; extrapolating them made the table ~20x
+    too slow. The per-iteration cost is the median of the later steps."""
+    from impasto.compare.photo import steady_per_iteration
+    cumulative = [3.0, 4.5, 4.6, 4.7, 4.8, 4.9, 5.0, 5.1, 5.2]
+    assert steady_per_iteration(cumulative) == pytest.approx(0.1)

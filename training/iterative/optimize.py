@@ -8,6 +8,7 @@ perceptual objective of a frozen VGG.
 from __future__ import annotations
 
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,24 @@ from impasto.models.weights import load_vgg_weights
 ObjectiveFn = Callable[[torch.Tensor], "tuple[torch.Tensor, dict[str, torch.Tensor]]"]
 
 
+# Loss scales (issue 14). "mean" (the default): every term is a mean (content: MSE of the
+# activations; style: MSE of the Gram entries; TV: mean squared neighbour difference; histogram:
+# MSE to the remapped activations), so a weight means the same at any image size. "paper": the
+# sums as Gatys et al. / Johnson et al. / Risser et al. write them: content sum/(2 N D), style
+# sum over the Gram entries/(2 N^2), TV the sum over pixels of squared neighbour differences (its
+# effect grows with the pixel count), histogram sum/(2 N^2 D) (normalised like the Gram term), so
+# that the classic sweeps (TV 0, 0.001, 0.01; histogram 0, 100, 500) mean what they meant there.
+LOSS_SCALES = ("mean", "paper")
+DEFAULT_TV_WEIGHT = {"mean": 1.0, "paper": 2e-6}   # paper: a sum; at 512 px ~ mean 1
+
+# Gram matrices normalised by C*H*W are C times smaller than by H*W, their squared error C^2
+# times; over the Gatys layers (C = 64..512) the style term comes out ~1e4 times smaller at the
+# same weight (measured on 4 photos x 4 styles: 7.8e3..1.2e4), which gave back the photo. The
+# chw style term is multiplied by this, so --style-weight means the same balance under both
+# normalisations (chw still weighs the deep, wide layers less).
+CHW_BALANCE = 1e4
+
+
 @dataclass
 class OptimizeConfig:
     iterations: int = 300                   # per scale
@@ -39,8 +58,8 @@ class OptimizeConfig:
     scales: Sequence[int] = ()              # coarse-to-fine sizes, e.g. (256, 512); the last is the output
     style_scale: float = 1.0                # style image size relative to the output size
     content_weight: float = 1.0
-    style_weight: float = 1e-4
-    tv_weight: float = 1.0
+    style_weight: float = 1e-4              # the same balance under both --gram-norm (CHW_BALANCE)
+    tv_weight: Optional[float] = None       # default: 1 (loss_scale mean), 2e-6 (paper: a sum)
     histogram_weight: float = 0.0
     mrf_weight: float = 0.0
     content_layers: Sequence[str] = GATYS_CONTENT
@@ -50,6 +69,7 @@ class OptimizeConfig:
     mrf_layers: Sequence[str] = ("relu3_1", "relu4_1")
     content_normalize: str = "mean"         # mean | gatys
     gram_norm: str = "pixels"               # pixels | chw
+    loss_scale: str = "mean"                # mean | paper (see LOSS_SCALES)
     intensity: float = 1.0                  # scales the style Grams: >1 stronger texture
     pooling: str = "max"                    # max | avg (Gatys used avg)
     preserve_color: Optional[str] = None    # None | luminance | histogram
@@ -67,6 +87,10 @@ class OptimizeConfig:
             raise ImpastoError(f"precision must be bf16 or fp32, not {self.precision!r}")
         if self.preserve_color not in (None, "luminance", "histogram"):
             raise ImpastoError(f"preserve_color must be luminance or histogram, not {self.preserve_color!r}")
+        if self.loss_scale not in LOSS_SCALES:
+            raise ImpastoError(f"loss scale must be one of {', '.join(LOSS_SCALES)}, not {self.loss_scale!r}")
+        if self.tv_weight is None:
+            self.tv_weight = DEFAULT_TV_WEIGHT[self.loss_scale]
         if self.iterations < 0 or self.size < 16:
             raise ImpastoError("iterations must be >= 0 and size >= 16 pixels")
         for name in ("content_weight", "style_weight", "tv_weight", "histogram_weight", "mrf_weight"):
@@ -88,19 +112,25 @@ class OptimizeResult:
     iterations: int = 0
     interrupted: bool = False
     seconds: float = 0.0
+    final: dict = field(default_factory=dict)            # the terms of the returned (best) image
+    backoffs: int = 0                                     # times the guard restored the best image
 
 
 def build_objective(config: OptimizeConfig, weights=None) -> Objective:
     """The classic objective from a config: each term only when its weight is positive."""
     weights = weights or load_vgg_weights(config.vgg_weights, config.vgg_arch)
     c = config
+    paper = c.loss_scale == "paper"
+    style_weight = c.style_weight * (CHW_BALANCE if c.gram_norm == "chw" else 1.0)
     return Objective(
         weights,
-        content=ContentLoss(c.content_layers, c.content_weight, c.content_normalize) if c.content_weight > 0 else None,
-        style=StyleLoss(c.style_layers, c.style_weight, c.style_layer_weights, c.gram_norm, c.intensity)
-        if c.style_weight > 0 else None,
-        tv=TVLoss(c.tv_weight) if c.tv_weight > 0 else None,
-        histogram=HistogramLoss(c.histogram_layers, c.histogram_weight) if c.histogram_weight > 0 else None,
+        content=ContentLoss(c.content_layers, c.content_weight, "gatys" if paper else c.content_normalize)
+        if c.content_weight > 0 else None,
+        style=StyleLoss(c.style_layers, style_weight, c.style_layer_weights, c.gram_norm, c.intensity,
+                        "paper" if paper else "mean") if c.style_weight > 0 else None,
+        tv=TVLoss(c.tv_weight, "sum" if paper else "mean") if c.tv_weight > 0 else None,
+        histogram=HistogramLoss(c.histogram_layers, c.histogram_weight, reduction="paper" if paper else "mean")
+        if c.histogram_weight > 0 else None,
         mrf=MRFLoss(c.mrf_layers, c.mrf_weight) if c.mrf_weight > 0 else None,
         pooling=c.pooling,
     )
@@ -128,65 +158,151 @@ class Progress:
             self.bar.stop()
 
 
+# The guard of optimize_pixels: a loss above the best image's by more than this fraction
+# (fixed-step L-BFGS, Adam), or this many such evaluations in a row (L-BFGS with a line search,
+# whose trial points may legitimately overshoot), restores the best image, resets the
+# optimiser's history and halves the step.
+RISE_TOLERANCE = 0.1
+STALL_EVALUATIONS = 12
+MAX_BACKOFFS = 6
+
+
+class _BackOff(Exception):
+    """Raised inside the loss closure to leave the optimiser's step when the loss rises."""
+
+
+class _Clamp01(torch.autograd.Function):
+    """clamp(x, 0, 1) whose gradient also flows at the bounds themselves (torch's clamp gives 0
+    there, which froze every saturated pixel of a photo: its exact 0s and 1s)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x.clamp(0, 1)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * ((x >= 0) & (x <= 1)).to(grad.dtype)
+
+
+def box_penalty(x: torch.Tensor) -> torch.Tensor:
+    """Squared distance of the pixels outside [0, 1] to the box, summed: it pulls pixels that a
+    step pushed out of range back in (the objective sees the clamped image, so it gives them no
+    gradient), and keeps the objective a fixed function of the pixels, as a line search needs."""
+    return (x - x.clamp(0, 1)).pow(2).sum()
+
+
 def optimize_pixels(objective: ObjectiveFn, init: torch.Tensor, iterations: int, optimizer: str = "lbfgs",
                     lr: float = 1.0, precision: str = "bf16",
                     on_step: Optional[Callable[[int, torch.Tensor, dict], None]] = None,
-                    line_search: Optional[str] = None) -> OptimizeResult:
+                    line_search: Optional[str] = "strong_wolfe",
+                    log: Optional[Callable[[str], None]] = None) -> OptimizeResult:
     """Minimise objective(image) over the pixels of `init`, `iterations` loss evaluations.
 
-    bf16 autocast covers the VGG passes; losses are reduced in fp32 so L-BFGS sees exact
-    numbers. Ctrl-C stops early and returns what was reached (result.interrupted).
-    `line_search="strong_wolfe"` keeps L-BFGS from overshooting a warm start (video frames); the
-    pixels are then clamped only at the end, since clamping inside a line search breaks it.
+    Robust by construction (issue 14), at any objective scale and precision:
+    - L-BFGS runs with a strong-Wolfe line search by default: the step adapts to the objective
+      (a fixed step of 1 under bf16 overshot to colour noise). `line_search=None` gives the
+      classic fixed step `lr`.
+    - The optimiser's state (pixels, gradients, L-BFGS history) is fp32; bf16 autocast covers only
+      the VGG passes, and the losses are reduced in fp32.
+    - The objective sees the pixels clamped to [0, 1], plus a penalty on the part outside, so the
+      function the optimiser minimises is the one of the image it returns.
+    - A guard keeps the best image seen; when the loss rises (see RISE_TOLERANCE) it restores
+      that image, resets the optimiser's history, halves the step and says so through `log`
+      (default: standard error). The result is always the best image seen; its terms are
+      `result.final`, and `result.backoffs` counts the back-offs.
+    Ctrl-C stops early and returns what was reached (result.interrupted).
     """
-    x = init.detach().clone().clamp_(0, 1).requires_grad_(True)
+    log = log if log is not None else (lambda m: print(m, file=sys.stderr))
+    x = init.detach().float().clone().clamp_(0, 1).requires_grad_(True)
     history: list[dict] = []
     start = time.perf_counter()
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
+    penalty_weight = None     # set from the first loss: the box penalty on the objective's scale
+    # the best image by its own loss (`total`, of the clamped pixels: what the caller gets); rises
+    # are judged on what the optimiser minimises (`f`: total + box penalty)
+    best = {"total": math.inf, "f": math.inf, "x": x.detach().clone(), "row": None, "since": 0}
+    state = {"lr": lr, "mode": "fixed" if (optimizer != "lbfgs" or line_search is None) else "search"}
 
     def evaluate() -> torch.Tensor:
+        nonlocal penalty_weight
+        if len(history) >= iterations:      # the budget is spent inside a line search: stop it
+            raise _BackOff("budget")
         opt.zero_grad(set_to_none=True)
-        if line_search is None:
-            with torch.no_grad():
-                x.clamp_(0, 1)
         with autocast:
-            total, terms = objective(x)
-        total.backward()
+            total, terms = objective(_Clamp01.apply(x))
+        total = total.float()
+        if penalty_weight is None:
+            penalty_weight = max(float(total.detach()), 1e-12) * 100.0 / x.numel()
+        f = total + penalty_weight * box_penalty(x)
+        f.backward()
         row = {k: float(v.detach()) for k, v in terms.items()}
         row["total"] = float(total.detach())
         row["seconds"] = time.perf_counter() - start
         history.append(row)
-        if not math.isfinite(row["total"]):
-            raise FloatingPointError("the loss became NaN/inf; lower the learning rate or the weights")
+        value = float(f.detach())
+        if not math.isfinite(value):
+            raise FloatingPointError("the loss became NaN/inf; lower the weights")
+        rose = value > best["f"] * (1 + RISE_TOLERANCE) + 1e-12
+        best["f"] = min(best["f"], value)
+        if row["total"] < best["total"]:
+            best.update(total=row["total"], row=row)
+            best["x"].copy_(x.detach())
+        best["since"] = best["since"] + 1 if rose else 0
+        row["best"] = best["row"]["total"]
         if on_step is not None:
             on_step(len(history), x, row)
-        return total
+        if state["mode"] == "fixed" and rose:
+            raise _BackOff(f"loss rose to {value:.4g} from a best of {best['f']:.4g}")
+        if state["mode"] == "search" and best["since"] >= STALL_EVALUATIONS:
+            raise _BackOff(f"the line search found only higher losses for {STALL_EVALUATIONS} evaluations "
+                           f"(best {best['f']:.4g})")
+        return f
 
-    if optimizer == "lbfgs":
-        opt = torch.optim.LBFGS([x], lr=lr, max_iter=max(iterations, 1), max_eval=max(iterations, 1),
-                                tolerance_grad=1e-9, tolerance_change=1e-12, history_size=50,
-                                line_search_fn=line_search)
-    else:
-        opt = torch.optim.Adam([x], lr=lr)
+    def make_optimizer():
+        if optimizer == "lbfgs":
+            n = max(iterations, 1)
+            return torch.optim.LBFGS([x], lr=state["lr"], max_iter=n, max_eval=2 * n, tolerance_grad=1e-9,
+                                     tolerance_change=1e-12, history_size=50, line_search_fn=line_search)
+        return torch.optim.Adam([x], lr=state["lr"])
+
+    opt = make_optimizer()
     interrupted = False
+    backoffs = 0
     try:
-        if iterations > 0:
-            if optimizer == "lbfgs":
-                opt.step(evaluate)
-                while len(history) < iterations:  # L-BFGS may stop early on a flat loss
-                    done = len(history)
-                    opt.step(evaluate)
-                    if len(history) == done:
-                        break
-            else:
-                for _ in range(iterations):
-                    opt.step(evaluate)
+        while len(history) < iterations:
+            done = len(history)
+            try:
+                opt.step(evaluate)     # L-BFGS: many evaluations; Adam: one
+            except _BackOff as why:
+                if len(history) >= iterations:
+                    break
+                backoffs += 1
+                with torch.no_grad():
+                    x.copy_(best["x"])
+                state["lr"] *= 0.5
+                log(f"impasto: {why}; back to the best image, optimiser history reset, "
+                    f"step {state['lr'] * 2:.3g} -> {state['lr']:.3g}")
+                best["since"], best["f"] = 0, math.inf    # the restored image sets the new reference
+                if backoffs >= MAX_BACKOFFS:
+                    log("impasto: the loss keeps rising; stopping at the best image")
+                    break
+                opt = make_optimizer()
+                continue
+            if optimizer == "lbfgs" and len(history) == done:    # L-BFGS stopped on a flat loss
+                break
     except KeyboardInterrupt:
         interrupted = True
     with torch.no_grad():
+        if best["row"] is not None:
+            x.copy_(best["x"])
         x.clamp_(0, 1)
-    return OptimizeResult(to_array(x), history[:iterations] if iterations else history, len(history),
-                          interrupted, time.perf_counter() - start)
+    result = OptimizeResult(to_array(x), history[:iterations] if iterations else history, len(history),
+                            interrupted, time.perf_counter() - start)
+    result.final = best["row"] or {}
+    result.backoffs = backoffs
+    return result
 
 
 def initial_image(config: OptimizeConfig, content: np.ndarray, style: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -232,7 +348,7 @@ def stylize(content: np.ndarray, styles: Sequence[np.ndarray], config: OptimizeC
     sizes = config.sizes()
     result = None
     history: list[dict] = []
-    total_seconds, total_iters = 0.0, 0
+    total_seconds, total_iters, backoffs = 0.0, 0, 0
     for i, side in enumerate(sizes):
         scale_content = images.resize(content, side)
         h, w = scale_content.shape[:2]
@@ -256,6 +372,7 @@ def stylize(content: np.ndarray, styles: Sequence[np.ndarray], config: OptimizeC
         finally:
             bar.close()
         history += [dict(row, scale=side) for row in result.history]
+        backoffs += result.backoffs
         total_seconds += result.seconds
         total_iters += result.iterations
         if result.interrupted:
@@ -263,4 +380,4 @@ def stylize(content: np.ndarray, styles: Sequence[np.ndarray], config: OptimizeC
     image = result.image
     if config.preserve_color == "luminance":
         image = color.keep_colors(image, original)
-    return OptimizeResult(image, history, total_iters, result.interrupted, total_seconds)
+    return OptimizeResult(image, history, total_iters, result.interrupted, total_seconds, result.final, backoffs)

@@ -272,7 +272,7 @@ def stylize_semantic(inputs: SemanticInputs, config: OptimizeConfig, scfg: Seman
         match = match_labels(inputs.content_map, inputs.style_maps, scfg.unmatched, scfg.labels or None)
     shape = (inputs.content if inputs.content is not None else np.zeros(inputs.content_map.labels.shape)).shape[:2]
     scales = _sizes(config, shape)
-    result, history, seconds, iters = None, [], 0.0, 0
+    result, history, seconds, iters, backoffs = None, [], 0.0, 0, 0
     for i, sc in enumerate(scales):
         if mode == "patch":
             objective, finish = _patch_objective(inputs, config, scfg, sc.size, match, weights)
@@ -294,10 +294,12 @@ def stylize_semantic(inputs: SemanticInputs, config: OptimizeConfig, scfg: Seman
         result.image = to_array(finish(to_tensor(result.image)))
         history += [dict(row, scale=sc.side) for row in result.history]
         seconds += result.seconds
+        backoffs += result.backoffs
         iters += result.iterations
         if result.interrupted:
             break
-    return OptimizeResult(result.image, history, iters, result.interrupted, seconds)
+    return OptimizeResult(result.image, history, iters, result.interrupted, seconds, result.final,
+                          backoffs)
 
 
 def _build_mrf(inputs: SemanticInputs, c: OptimizeConfig, scfg: SemanticConfig, regions: Regions,
