@@ -112,7 +112,7 @@ def write_model_card(meta: dict, path: str | os.PathLike) -> Path:
 
 def card_from_meta(meta: dict) -> dict:
     """The training half of a model card: what a person wants to know about a bundled style."""
-    keys = ("style", "arch", "arch_spec", "parameters", "style_image", "steps", "image_size", "batch_size",
+    keys = ("style", "arch", "arch_spec", "parameters", "style_image", "steps", "images_seen", "device", "image_size", "batch_size",
             "wall_time_s", "loss_terms", "val_loss_terms", "loss_weights", "vgg", "config_hash", "config")
     card = {k: meta[k] for k in keys if k in meta}
     if "style_image" in card:
@@ -122,6 +122,13 @@ def card_from_meta(meta: dict) -> dict:
     if meta.get("checkpoint") and not Path(meta["checkpoint"]).is_absolute():
         card["training_checkpoint"] = meta["checkpoint"]
     return card
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    import platform
+    return f"{device.type} ({platform.processor() or platform.machine()})"
 
 
 def _json_default(o):
@@ -147,13 +154,15 @@ def build_perceptual_loss(vgg_weights: Optional[str], content_weight: float, sty
                           content_layers: Sequence[str] = JOHNSON_CONTENT,
                           style_layers: Sequence[str] = JOHNSON_STYLE,
                           style_layer_weights: Optional[Sequence[float]] = None,
-                          histogram_layers: Sequence[str] = ("relu1_2", "relu4_3")) -> PerceptualLoss:
+                          histogram_layers: Sequence[str] = ("relu1_2", "relu4_3"),
+                          style_relative: bool = False) -> PerceptualLoss:
     from impasto.models.weights import load_vgg_weights
     weights = load_vgg_weights(vgg_weights)
     return PerceptualLoss(
         weights,
         content=ContentLoss(content_layers, weight=content_weight),
-        style=StyleLoss(style_layers, weight=style_weight, layer_weights=style_layer_weights, gram_norm="chw"),
+        style=StyleLoss(style_layers, weight=style_weight, layer_weights=style_layer_weights, gram_norm="chw",
+                        relative=style_relative),
         tv=TVLoss(tv_weight) if tv_weight > 0 else None,
         histogram=HistogramLoss(histogram_layers, weight=histogram_weight) if histogram_weight > 0 else None)
 
@@ -182,20 +191,38 @@ class FastStyleModule(pl.LightningModule):
         bf16_gram: under bf16-mixed precision, multiply the style Grams in bf16 too (AVX-512 BF16 units; about
             0.4% rounding per entry, far below a step's noise; bench/bench_training.py measures it).
         grid_size: how many held-out photos go into the stylised validation grid.
+        init_from: start from this network (a checkpoint of the same architecture, e.g. the
+            shared base network that reproduces photos: `configs/fast/base.yaml`) instead of a
+            random one. From-scratch networks under a high style weight lose the photo.
+        style_ramp_steps: the style weight rises linearly from 0 over this many steps, so the
+            network paints on top of the content it already keeps instead of collapsing.
+        pixel_weight: weight of an RGB mean-squared error to the photo (the base network's
+            objective; 0 for styles).
+        style_relative: each style layer's error relative to its target Gram (see StyleLoss);
+            without it the HED VGG's relu1_2 outweighs the deeper layers 1000:1.
     """
 
-    def __init__(self, style_image: str, style_name: Optional[str] = None, arch: str = "slim",
+    def __init__(self, style_image: Optional[str] = None, style_name: Optional[str] = None, arch: str = "slim",
                  style_size: Optional[int] = 256, content_weight: float = 1.0, style_weight: float = 1.5,
                  tv_weight: float = 0.0, histogram_weight: float = 0.0,
                  content_layers: Sequence[str] = JOHNSON_CONTENT, style_layers: Sequence[str] = JOHNSON_STYLE,
                  style_layer_weights: Optional[Sequence[float]] = None, vgg_weights: Optional[str] = None,
-                 lr: float = 1e-3, channels_last: bool = True, bf16_gram: bool = True, grid_size: int = 4):
+                 lr: float = 1e-3, channels_last: bool = True, bf16_gram: bool = True, grid_size: int = 4,
+                 init_from: Optional[str] = None, style_ramp_steps: int = 0, pixel_weight: float = 0.0,
+                 style_relative: bool = False):
         super().__init__()
         if arch not in ARCHITECTURES:
             raise ImpastoError(f"unknown architecture {arch!r}; choose from {', '.join(ARCHITECTURES)}")
+        if style_image is None and style_weight > 0:
+            raise ImpastoError("style_image is needed when style_weight > 0")
         self.save_hyperparameters()
-        self.style_name = style_name or Path(style_image).stem
+        self.style_name = style_name or (Path(style_image).stem if style_image else "base")
         self.net = TransformerNet(arch)
+        if init_from:
+            start, _ = load_fast_checkpoint(init_from)
+            if start.spec != self.net.spec:
+                raise ImpastoError(f"init_from {init_from}: a {start.arch_name} network, not {arch}")
+            self.net.load_state_dict(start.state_dict())
         if channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
         # Not a registered submodule: the frozen VGG stays out of checkpoints (moved by hand).
@@ -217,16 +244,22 @@ class FastStyleModule(pl.LightningModule):
         if self.loss_fn is None:
             loss = build_perceptual_loss(hp.vgg_weights, hp.content_weight, hp.style_weight, hp.tv_weight,
                                          hp.histogram_weight, hp.content_layers, hp.style_layers,
-                                         hp.style_layer_weights)
+                                         hp.style_layer_weights, style_relative=hp.get("style_relative", False))
             if hp.channels_last:
                 loss = loss.to(memory_format=torch.channels_last)
             loss.style.bf16_gram = hp.get("bf16_gram", True)   # checkpoints from before the option: on
             object.__setattr__(self, "loss_fn", loss)
         loss = self.loss_fn.to(device)
-        style = load_style_image(hp.style_image, hp.style_size).to(device)
-        with torch.autocast(device.type, enabled=False):
-            loss.set_targets(styles=[self._fmt(style)])
+        if hp.style_image:
+            style = load_style_image(hp.style_image, hp.style_size).to(device)
+            with torch.autocast(device.type, enabled=False):
+                loss.set_targets(styles=[self._fmt(style)])
         return loss
+
+    def style_ramp(self) -> float:
+        """The share of the style weight in force at this step (1 after the ramp)."""
+        n = self.hparams.get("style_ramp_steps", 0)
+        return 1.0 if not n or not self.training else min(1.0, (self.global_step + 1) / n)
 
     def _fmt(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=torch.channels_last) if self.hparams.channels_last else x
@@ -255,8 +288,11 @@ class FastStyleModule(pl.LightningModule):
         lf = self.loss_fn
         y = self(x)
         feats = lf.vgg(y)
-        terms: dict[str, torch.Tensor] = {"content": lf.content(feats, self.content_targets(self._fmt(x))),
-                                          "style": lf.style(feats)}
+        terms: dict[str, torch.Tensor] = {"content": lf.content(feats, self.content_targets(self._fmt(x)))}
+        if self.hparams.style_weight > 0:
+            terms["style"] = lf.style(feats) * self.style_ramp()
+        if self.hparams.get("pixel_weight", 0.0) > 0:
+            terms["pixel"] = self.hparams.pixel_weight * torch.nn.functional.mse_loss(y.float(), x.float())
         if lf.histogram is not None:
             terms["histogram"] = lf.histogram(feats)
         if lf.tv is not None:
@@ -281,8 +317,9 @@ class FastStyleModule(pl.LightningModule):
     def training_step(self, batch, batch_idx):
         x = batch["image"]
         total, terms, _ = self.compute_loss(x)
-        values = {k: float(v.detach()) for k, v in terms.items()}
-        self._recent.append(values)
+        # Detached tensors, read back only when a checkpoint or the card needs them: a float()
+        # here would make the GPU wait for every step.
+        self._recent.append({k: v.detach() for k, v in terms.items()})
         self.log("train/loss", total, prog_bar=True)
         for k, v in terms.items():
             self.log(f"train/{k}", v.detach(), prog_bar=True)
@@ -341,7 +378,7 @@ class FastStyleModule(pl.LightningModule):
         if not self._recent:
             return {}
         keys = self._recent[-1].keys()
-        terms = {k: sum(r[k] for r in self._recent) / len(self._recent) for k in keys}
+        terms = {k: sum(float(r[k]) for r in self._recent) / len(self._recent) for k in keys}
         terms["total"] = sum(terms.values())
         return terms
 
@@ -349,7 +386,7 @@ class FastStyleModule(pl.LightningModule):
         hp = self.hparams
         from impasto.models.weights import load_vgg_weights  # noqa: F401 (cheap; documents the source)
         cfg = self.config if self.config is not None else dict(hp)
-        return {
+        meta = {
             "style": self.style_name,
             "arch": hp.arch,
             "arch_spec": asdict(self.net.spec),
@@ -363,6 +400,7 @@ class FastStyleModule(pl.LightningModule):
             "val_loss_terms": dict(self._val_terms),
             "loss_weights": {"content": hp.content_weight, "style": hp.style_weight, "tv": hp.tv_weight,
                              "histogram": hp.histogram_weight},
+            "device": _device_name(self.device),
             "vgg": self.loss_fn.weights_source.source if self.loss_fn is not None else hp.vgg_weights,
             "wall_time_s": round(self.wall_time_s(), 1),
             "image_size": getattr(getattr(self.trainer, "datamodule", None), "image_size", None)
@@ -371,10 +409,13 @@ class FastStyleModule(pl.LightningModule):
             if self._trainer is not None else None,
             "input_range": [0.0, 1.0],
         }
+        if meta["batch_size"]:
+            meta["images_seen"] = meta["steps"] * meta["batch_size"] * (self.trainer.world_size if self._trainer else 1)
+        return meta
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint[META_KEY] = self.meta()
-        checkpoint["impasto_recent_terms"] = list(self._recent)
+        checkpoint["impasto_recent_terms"] = [{k: float(v) for k, v in r.items()} for r in self._recent]
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         meta = checkpoint.get(META_KEY, {})
