@@ -12,7 +12,8 @@ from .commands.options import HelpFormatter
 from .errors import ImpastoError
 
 COMMANDS = (
-    "optimize", "reconstruct", "train", "export", "stylize", "styles", "serve", "compare", "explore",
+    "optimize", "reconstruct", "train", "pack", "train_gpu", "export", "stylize", "styles", "serve", "compare",
+    "explore",
 )
 
 DESCRIPTION = """\
