@@ -64,7 +64,8 @@ def main() -> int:
     loss = build_perceptual_loss(model_cfg.get("vgg_weights"), w["content"], w["style"], w["tv"], w["histogram"],
                                  model_cfg.get("content_layers", ("relu2_2",)),
                                  model_cfg.get("style_layers", ("relu1_2", "relu2_2", "relu3_3", "relu4_3")),
-                                 model_cfg.get("style_layer_weights"))
+                                 model_cfg.get("style_layer_weights"),
+                                 style_relative=model_cfg.get("style_relative", False))
     style = load_style_image(meta["style_image"], meta.get("style_size"))
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.precision == "bf16")
     out_dir = Path(a.out) if a.out else Path(a.checkpoint).parent.parent / "fast_vs_iterative"

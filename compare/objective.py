@@ -88,7 +88,8 @@ def build_fast_objective(params: dict, style_image: Path, vgg_weights: Optional[
     vgg = vgg_weights or params.get("vgg_weights")
     loss = build_perceptual_loss(vgg, params["content_weight"], params["style_weight"], params["tv_weight"],
                                  params.get("histogram_weight", 0.0), params["content_layers"],
-                                 params["style_layers"], params.get("style_layer_weights"))
+                                 params["style_layers"], params.get("style_layer_weights"),
+                                 style_relative=params.get("style_relative", False))
     style = load_style_image(str(style_image), params.get("style_size"))
     with torch.autocast("cpu", enabled=False):
         loss.set_targets(styles=[style])

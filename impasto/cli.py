@@ -13,7 +13,8 @@ from .errors import ImpastoError
 from .interrupts import ignore_further_interrupts
 
 COMMANDS = (
-    "optimize", "reconstruct", "train", "export", "stylize", "styles", "serve", "compare", "explore",
+    "optimize", "reconstruct", "train", "pack", "train_gpu", "export", "stylize", "styles", "serve", "compare",
+    "explore",
 )
 
 DESCRIPTION = """\

@@ -105,6 +105,10 @@ class VGGEncoder(nn.Module):
             raise ImpastoError("no VGG layers requested")
         order = layer_names(self.arch)
         last = max(order.index(n) for n in self.layers)
+        deepest = max(order.index(n) for n in weights.convs)
+        if last > deepest + 1:  # + 1: a conv's own relu needs no more weights
+            raise ImpastoError(f"{weights.source} holds {self.arch} only up to {order[deepest]}; "
+                               f"layer {order[last]} needs deeper weights")
         self.preprocess = Preprocess(weights.preprocessing)
         self.channels_last = channels_last
         self.body = nn.Sequential()

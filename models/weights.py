@@ -19,7 +19,8 @@ import h5py
 import numpy as np
 import torch
 import torchvision
-from safetensors.torch import load_file
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from impasto.errors import ImpastoError
 
@@ -40,12 +41,17 @@ def _arch_for_count(n: int, where: str) -> str:
     raise ImpastoError(f"{where}: found {n} 3x3 convolution layers; VGG16 has 13 and VGG19 has 16")
 
 
-def _check(convs: dict, arch: str, where: str) -> dict:
-    missing = [n for n in conv_names(arch) if n not in convs]
-    if missing:
-        raise ImpastoError(f"{where}: missing VGG layers {', '.join(missing)}")
+def _check(convs: dict, arch: str, where: str, truncated: bool = False) -> dict:
+    """Shapes of a VGG's convolutions. `truncated`: the file stops at some layer (a pack holds
+    only the layers up to the deepest loss layer); what it has must still be a prefix."""
+    names = conv_names(arch)
+    if truncated:
+        names = names[:len(convs)]
+    missing = [n for n in names if n not in convs]
+    if missing or not names:
+        raise ImpastoError(f"{where}: missing VGG layers {', '.join(missing or conv_names(arch))}")
     prev = 3
-    for name in conv_names(arch):
+    for name in names:
         w, b = convs[name]
         if w.ndim != 4 or w.shape[1] != prev or w.shape[2:] != (3, 3) or b.shape != (w.shape[0],):
             raise ImpastoError(f"{where}: layer {name} has shape {tuple(w.shape)}, not a VGG layer")
@@ -101,11 +107,44 @@ def _load_pth(path: Path) -> VGGWeights:
 
 
 def _load_safetensors(path: Path) -> VGGWeights:
+    """A torchvision-layout state dict; or, when the header's metadata names its `arch` and
+    `preprocessing` (as `save_safetensors` writes them), named convB_I layers in that
+    preprocessing, possibly only the first ones (a loss network needs no deeper layer)."""
     try:
-        state = load_file(str(path))
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            state = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as exc:
         raise ImpastoError(f"{path}: cannot read as safetensors ({exc})") from None
-    return _from_state_dict(state, str(path), "torchvision")
+    arch, preprocessing = meta.get("arch"), meta.get("preprocessing", "torchvision")
+    if preprocessing not in ("caffe", "torchvision"):
+        raise ImpastoError(f"{path}: unknown preprocessing {preprocessing!r} in its metadata")
+    if arch is None:
+        return _from_state_dict(state, str(path), preprocessing)
+    if arch not in BLOCKS:
+        raise ImpastoError(f"{path}: unknown VGG architecture {arch!r} in its metadata")
+    convs = {n: (state[f"{n}.weight"], state[f"{n}.bias"]) for n in conv_names(arch)
+             if f"{n}.weight" in state and f"{n}.bias" in state}
+    return VGGWeights(arch, _check(convs, arch, str(path), truncated=True), preprocessing, str(path))
+
+
+def save_safetensors(weights: VGGWeights, path: str | os.PathLike, last: str | None = None,
+                     dtype: torch.dtype = torch.float16) -> Path:
+    """Write `weights` (up to conv layer `last`) as named safetensors with their arch and
+    preprocessing in the metadata: a small, self-describing loss network."""
+    names = conv_names(weights.arch)
+    if last is not None:
+        if last not in names:
+            raise ImpastoError(f"{last!r} is not a {weights.arch} convolution; choose from {', '.join(names)}")
+        names = names[:names.index(last) + 1]
+    state = {}
+    for n in names:
+        w, b = weights.convs[n]
+        state[f"{n}.weight"], state[f"{n}.bias"] = w.to(dtype).contiguous(), b.to(dtype).contiguous()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(path), metadata={"arch": weights.arch, "preprocessing": weights.preprocessing})
+    return path
 
 
 # ---- Keras .h5 --------------------------------------------------------------------------------

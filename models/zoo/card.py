@@ -27,7 +27,7 @@ STYLE_THUMBNAIL_SUFFIX = ".style.jpg"
 STYLE_THUMBNAIL_SIDE = 512       # px, longest side: above the style sizes the bundled styles trained at
 
 # What `card_from_meta` keeps of a checkpoint's meta: what a person wants to know about a style.
-TRAINING_FIELDS = ("style", "arch", "arch_spec", "parameters", "style_image", "steps", "image_size",
+TRAINING_FIELDS = ("style", "arch", "arch_spec", "parameters", "style_image", "steps", "images_seen", "device", "image_size",
                    "batch_size", "wall_time_s", "loss_terms", "val_loss_terms", "loss_weights", "vgg",
                    "config_hash", "config")
 

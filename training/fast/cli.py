@@ -13,6 +13,7 @@ from pytorch_lightning.cli import LightningCLI
 from pytorch_lightning.loggers import TensorBoardLogger
 
 from impasto.errors import ImpastoError
+from impasto.hardware import auto_trainer_precision
 
 from .checkpoint import SafetyCheckpoint, config_hash
 from .csvlog import ResumableCSVLogger, checkpoint_step
@@ -21,7 +22,8 @@ from .module import FastStyleModule
 
 TRAINER_DEFAULTS = {
     "accelerator": "auto",
-    "precision": "bf16-mixed",
+    # bf16-mixed where it is fast (a GPU, a CPU with AVX-512 BF16 or AMX), fp32 elsewhere
+    "precision": auto_trainer_precision(torch.cuda.is_available()),
     "max_steps": 2000,
     "val_check_interval": 100,
     "check_val_every_n_epoch": None,

@@ -1,6 +1,6 @@
 """Photos for fast-style training: a LightningDataModule on the `datasets` library.
 
-`source` is a local folder of images (loaded with the `imagefolder` builder, e.g.
+`source` is a local folder of images (read directly, sorted by path, e.g.
 `../shared/data/coco_sample`) or a dataset on the Hugging Face hub with an image column
 (`detection-datasets/coco` or any other; `streaming: true` reads it without downloading it all).
 
@@ -37,6 +37,7 @@ from impasto.errors import ImpastoError
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 MAX_PIXELS = 40_000_000
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 
 
 def decode(item) -> Image.Image:
@@ -81,8 +82,9 @@ class PhotoDataset(Dataset):
     decodable one and recorded in `skipped` (a set shared with the data module)."""
 
     def __init__(self, table, column: str, size: int, train: bool, seed: int = 0,
-                 skipped: Optional[set] = None, resize: Optional[int] = None):
+                 skipped: Optional[set] = None, resize: Optional[int] = None, cache: bool = False):
         self.table, self.column, self.size, self.train, self.seed = table, column, size, train, seed
+        self.cache: Optional[dict] = {} if cache else None
         self.resize = resize
         self.skipped = skipped if skipped is not None else set()
         self.epoch = 0
@@ -97,13 +99,20 @@ class PhotoDataset(Dataset):
         for attempt in range(n):
             j = (idx + attempt) % n
             try:
-                img = decode(self.table[j][self.column])
+                img = self._decode(j)
             except Exception as exc:  # noqa: BLE001 - any broken photo is skipped, never fatal
                 self.skipped.add(self._name(j, exc))
                 continue
             rng = random.Random(hash((self.seed, epoch, pos, attempt))) if self.train else None
             return {"image": crop_tensor(img, self.size, rng, self.resize)}
         raise ImpastoError("no photo in the dataset could be decoded")
+
+    def _decode(self, j: int) -> Image.Image:
+        if self.cache is None:
+            return decode(self.table[j][self.column])
+        if j not in self.cache:
+            self.cache[j] = decode(self.table[j][self.column])
+        return self.cache[j]
 
     def _name(self, j: int, exc: Exception) -> str:
         try:
@@ -156,6 +165,39 @@ class ResumableLoader(DataLoader):
         return self.sampler.batches_per_epoch()
 
 
+class FolderTable:
+    """The image files of a folder (recursively, sorted by path) as the small part of a
+    `datasets.Dataset`'s interface the data module uses: rows of {"image": {"path", "bytes"}}.
+    A folder needs no `imagefolder` build (no cache files, no scan of every file's format)."""
+
+    def __init__(self, paths: list[str]):
+        self.paths = paths
+
+    @classmethod
+    def of(cls, folder: Path) -> "FolderTable":
+        files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+        if not files:
+            raise ImpastoError(f"{folder}: no files in this folder")
+        images = [str(p) for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
+        if not images:
+            raise ImpastoError(f"{folder}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in this folder")
+        return cls(images)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, key):
+        if isinstance(key, str):  # a column
+            return [{"path": p, "bytes": None} for p in self.paths]
+        return {"image": {"path": self.paths[key], "bytes": None}}
+
+    def select(self, indices) -> "FolderTable":
+        return FolderTable([self.paths[i] for i in indices])
+
+    def with_format(self, _format) -> "FolderTable":
+        return self
+
+
 class PhotoDataModule(pl.LightningDataModule):
     """Training photos from a folder or a hub dataset.
 
@@ -172,19 +214,26 @@ class PhotoDataModule(pl.LightningDataModule):
             image_size, Johnson's whole-photo crops). Larger values train on photos at the pixel
             scale they will be stylised at, at the cost of a smaller field of view per crop.
         val_size: shorter side and centre-crop size of the held-out photos (default: resize_size).
+        val_source: a folder of held-out photos; then `holdout` photos of `source` are not held
+            out (a training pack keeps its held-out photos in a folder of their own).
         batch_size: photos per step (per process under DDP).
-        num_workers: DataLoader worker processes (0 is right on a 2-core machine).
+        num_workers: DataLoader worker processes (0 is right on a 2-core machine; they persist
+            across epochs).
+        cache_images: keep decoded photos in memory (a small set such as a training pack: the
+            JPEG decoding is then paid once, not once per step).
         seed: seeds the data order and augmentation.
     """
 
     def __init__(self, source: str = "../shared/data/coco_sample", image_column: str = "image",
                  split: str = "train", streaming: bool = False, max_images: Optional[int] = None,
                  holdout: int = 8, image_size: int = 256, resize_size: Optional[int] = None,
-                 val_size: Optional[int] = None, batch_size: int = 4, num_workers: int = 0, seed: int = 0):
+                 val_size: Optional[int] = None, batch_size: int = 4, num_workers: int = 0, seed: int = 0,
+                 val_source: Optional[str] = None, cache_images: bool = False):
         super().__init__()
         self.save_hyperparameters()
         self.source, self.image_column, self.split, self.streaming = source, image_column, split, streaming
-        self.max_images, self.holdout = max_images, holdout
+        self.max_images, self.holdout, self.val_source = max_images, holdout, val_source
+        self.cache_images = cache_images
         self.image_size, self.batch_size, self.num_workers, self.seed = image_size, batch_size, num_workers, seed
         self.resize_size = resize_size or image_size
         self.val_size = val_size or self.resize_size
@@ -196,18 +245,7 @@ class PhotoDataModule(pl.LightningDataModule):
     def load_table(self):
         """The photos as a `datasets.Dataset` with undecoded image cells, in a stable order."""
         if Path(self.source).is_dir():
-            folder = Path(self.source)
-            files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
-            if not files:
-                raise ImpastoError(f"{folder}: no files in this folder")
-            try:
-                table = datasets.load_dataset("imagefolder", data_dir=str(folder), split="train")
-            except Exception as exc:  # noqa: BLE001
-                raise ImpastoError(f"{folder}: cannot read as an image folder ({exc})") from None
-            column = "image"
-            table = table.cast_column(column, ImageFeature(decode=False))
-            paths = [c["path"] for c in table[column]]
-            table = table.select(sorted(range(len(paths)), key=lambda i: paths[i] or ""))
+            table, column = FolderTable.of(Path(self.source)), "image"
         elif Path(self.source).exists():
             raise ImpastoError(f"{self.source}: give a folder of images or a hub dataset name")
         else:
@@ -230,7 +268,7 @@ class PhotoDataModule(pl.LightningDataModule):
                 table = table.select_columns([column]).cast_column(column, ImageFeature(decode=False))
         if self.max_images:
             table = table.select(range(min(self.max_images, len(table))))
-        if len(table) <= self.holdout:
+        if len(table) <= (0 if self.val_source else self.holdout):
             raise ImpastoError(f"only {len(table)} photos: need more than holdout={self.holdout}")
         self.column = column
         return table
@@ -239,11 +277,19 @@ class PhotoDataModule(pl.LightningDataModule):
         if self.train_set is not None:
             return
         table = self.load_table()
-        self.val_set = PhotoDataset(table.select(range(self.holdout)), self.column, self.val_size,
+        held = self.holdout
+        if self.val_source:
+            folder = Path(self.val_source)
+            if not folder.is_dir():
+                raise ImpastoError(f"val_source {folder}: not a folder of photos")
+            val_table, held = FolderTable.of(folder), 0
+        else:
+            val_table = table.select(range(held))
+        self.val_set = PhotoDataset(val_table, self.column, self.val_size,
                                     train=False, seed=self.seed, skipped=self.skipped)
-        self.train_set = PhotoDataset(table.select(range(self.holdout, len(table))), self.column,
+        self.train_set = PhotoDataset(table.select(range(held, len(table))), self.column,
                                       self.image_size, train=True, seed=self.seed, skipped=self.skipped,
-                                      resize=self.resize_size)
+                                      resize=self.resize_size, cache=self.cache_images)
         if len(self.train_set) < self.batch_size:
             raise ImpastoError(f"{len(self.train_set)} training photos is fewer than batch_size={self.batch_size}")
 
@@ -264,7 +310,7 @@ class PhotoDataModule(pl.LightningDataModule):
             sampler.epoch = epoch
             sampler.skip_batches = max(0, min(done, per_epoch))
         return ResumableLoader(self.train_set, batch_size=self.batch_size, sampler=sampler, drop_last=True,
-                               num_workers=self.num_workers, persistent_workers=False)
+                               num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
 
     def val_dataloader(self):
         return DataLoader(self.val_set, batch_size=self.batch_size, shuffle=False, num_workers=0)

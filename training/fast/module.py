@@ -10,6 +10,7 @@ contract for `impasto export` is in `checkpoint.py`.
 
 from __future__ import annotations
 
+import platform
 import time
 from collections import deque
 from dataclasses import asdict
@@ -18,6 +19,7 @@ from typing import Optional, Sequence
 
 import pytorch_lightning as pl
 import torch
+import torch.nn.functional as F
 import torchvision
 
 from impasto import images
@@ -29,7 +31,13 @@ from impasto.models.tensors import to_tensor
 from impasto.models.transformer import ARCHITECTURES, TransformerNet
 from impasto.models.weights import load_vgg_weights
 
-from .checkpoint import META_KEY, config_hash
+from .checkpoint import META_KEY, config_hash, load_fast_checkpoint
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{device.type} ({platform.processor() or platform.machine()})"
 
 
 def build_perceptual_loss(vgg_weights: Optional[str], content_weight: float, style_weight: float,
@@ -37,13 +45,15 @@ def build_perceptual_loss(vgg_weights: Optional[str], content_weight: float, sty
                           content_layers: Sequence[str] = JOHNSON_CONTENT,
                           style_layers: Sequence[str] = JOHNSON_STYLE,
                           style_layer_weights: Optional[Sequence[float]] = None,
-                          histogram_layers: Sequence[str] = ("relu1_2", "relu4_3")) -> Objective:
+                          histogram_layers: Sequence[str] = ("relu1_2", "relu4_3"),
+                          style_relative: bool = False) -> Objective:
     """The fast path's objective: Johnson's layers, each optional term only when its weight is positive."""
     weights = load_vgg_weights(vgg_weights)
     return Objective(
         weights,
         content=ContentLoss(content_layers, weight=content_weight),
-        style=StyleLoss(style_layers, weight=style_weight, layer_weights=style_layer_weights, gram_norm="chw"),
+        style=StyleLoss(style_layers, weight=style_weight, layer_weights=style_layer_weights, gram_norm="chw",
+                        relative=style_relative) if style_weight > 0 else None,
         tv=TVLoss(tv_weight) if tv_weight > 0 else None,
         histogram=HistogramLoss(histogram_layers, weight=histogram_weight) if histogram_weight > 0 else None)
 
@@ -70,20 +80,38 @@ class FastStyleModule(pl.LightningModule):
         bf16_gram: under bf16-mixed precision, multiply the style Grams in bf16 too (AVX-512 BF16 units; about
             0.4% rounding per entry, far below a step's noise; bench/bench_training.py measures it).
         grid_size: how many held-out photos go into the stylised validation grid.
+        init_from: start from this network (a checkpoint of the same architecture, e.g. the
+            shared base network that gives photos back: `configs/fast/base.yaml`) instead of a
+            random one. From random weights a network under a high style weight loses the photo.
+        style_ramp_steps: the style weight rises linearly from 0 over this many steps, so the
+            network paints on top of the content it already keeps.
+        pixel_weight: weight of an RGB mean-squared error to the photo (the base network's
+            objective; 0 for styles).
+        style_relative: each style layer's error relative to its target Gram (StyleLoss); without
+            it the HED VGG's relu1_2 outweighs the deeper layers 1000:1 and networks only grade colours.
     """
 
-    def __init__(self, style_image: str, style_name: Optional[str] = None, arch: str = "slim",
+    def __init__(self, style_image: Optional[str] = None, style_name: Optional[str] = None, arch: str = "slim",
                  style_size: Optional[int] = 256, content_weight: float = 1.0, style_weight: float = 1.5,
                  tv_weight: float = 0.0, histogram_weight: float = 0.0,
                  content_layers: Sequence[str] = JOHNSON_CONTENT, style_layers: Sequence[str] = JOHNSON_STYLE,
                  style_layer_weights: Optional[Sequence[float]] = None, vgg_weights: Optional[str] = None,
-                 lr: float = 1e-3, channels_last: bool = True, bf16_gram: bool = True, grid_size: int = 4):
+                 lr: float = 1e-3, channels_last: bool = True, bf16_gram: bool = True, grid_size: int = 4,
+                 init_from: Optional[str] = None, style_ramp_steps: int = 0, pixel_weight: float = 0.0,
+                 style_relative: bool = False):
         super().__init__()
         if arch not in ARCHITECTURES:
             raise ImpastoError(f"unknown architecture {arch!r}; choose from {', '.join(ARCHITECTURES)}")
+        if style_image is None and style_weight > 0:
+            raise ImpastoError("style_image is needed when style_weight > 0")
         self.save_hyperparameters()
-        self.style_name = style_name or Path(style_image).stem
+        self.style_name = style_name or (Path(style_image).stem if style_image else "base")
         self.net = TransformerNet(arch)
+        if init_from:
+            start, _ = load_fast_checkpoint(init_from)
+            if start.spec != self.net.spec:
+                raise ImpastoError(f"init_from {init_from}: a {start.arch_name} network, not {arch}")
+            self.net.load_state_dict(start.state_dict())
         if channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
         # Not a registered submodule: the frozen VGG stays out of checkpoints (moved by hand).
@@ -105,16 +133,24 @@ class FastStyleModule(pl.LightningModule):
         if self.loss_fn is None:
             loss = build_perceptual_loss(hp.vgg_weights, hp.content_weight, hp.style_weight, hp.tv_weight,
                                          hp.histogram_weight, hp.content_layers, hp.style_layers,
-                                         hp.style_layer_weights)
+                                         hp.style_layer_weights, style_relative=hp.get("style_relative", False))
             if hp.channels_last:
                 loss = loss.to(memory_format=torch.channels_last)
-            loss.terms["style"].bf16_gram = hp.get("bf16_gram", True)   # checkpoints from before the option: on
+            if loss.term("style") is not None:   # checkpoints from before the option: on
+                loss.terms["style"].bf16_gram = hp.get("bf16_gram", True)
             object.__setattr__(self, "loss_fn", loss)
         loss = self.loss_fn.to(device)
-        style = load_style_image(hp.style_image, hp.style_size).to(device)
-        with torch.autocast(device.type, enabled=False):
-            loss.set_targets(styles=[self._fmt(style)])
+        if hp.style_image:
+            style = load_style_image(hp.style_image, hp.style_size).to(device)
+            with torch.autocast(device.type, enabled=False):
+                loss.set_targets(styles=[self._fmt(style)])
         return loss
+
+    def style_ramp(self) -> float:
+        """The share of the style weight in force at this step (1 after the ramp, and always
+        in validation, which measures the full objective)."""
+        n = self.hparams.get("style_ramp_steps", 0)
+        return 1.0 if not n or not self.training else min(1.0, (self.global_step + 1) / n)
 
     def _fmt(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=torch.channels_last) if self.hparams.channels_last else x
@@ -126,7 +162,13 @@ class FastStyleModule(pl.LightningModule):
         """(total, terms, stylised batch): the shared objective on the network's output, with each
         photo of the batch as its own content target."""
         y = self(x)
+        style = self.loss_fn.term("style")
+        if style is not None:
+            style.weight = self.hparams.style_weight * self.style_ramp()
         total, terms = self.loss_fn(y, content=self._fmt(x))
+        if self.hparams.get("pixel_weight", 0.0) > 0:   # the base network: give the photo back
+            terms["pixel"] = self.hparams.pixel_weight * F.mse_loss(y.float(), x.float())
+            total = total + terms["pixel"]
         return total, terms, y
 
     # -- Lightning hooks ----------------------------------------------------------------------
@@ -147,8 +189,9 @@ class FastStyleModule(pl.LightningModule):
     def training_step(self, batch, batch_idx):
         x = batch["image"]
         total, terms, _ = self.compute_loss(x)
-        values = {k: float(v.detach()) for k, v in terms.items()}
-        self._recent.append(values)
+        # Detached tensors, read back only when a checkpoint or the card needs them: a float()
+        # here would make a GPU wait for every step.
+        self._recent.append({k: v.detach() for k, v in terms.items()})
         self.log("train/loss", total, prog_bar=True)
         for k, v in terms.items():
             self.log(f"train/{k}", v.detach(), prog_bar=True)
@@ -205,14 +248,14 @@ class FastStyleModule(pl.LightningModule):
         if not self._recent:
             return {}
         keys = self._recent[-1].keys()
-        terms = {k: sum(r[k] for r in self._recent) / len(self._recent) for k in keys}
+        terms = {k: sum(float(r[k]) for r in self._recent) / len(self._recent) for k in keys}
         terms["total"] = sum(terms.values())
         return terms
 
     def meta(self) -> dict:
         hp = self.hparams
         cfg = self.config if self.config is not None else dict(hp)
-        return {
+        meta = {
             "style": self.style_name,
             "arch": hp.arch,
             "arch_spec": asdict(self.net.spec),
@@ -226,6 +269,7 @@ class FastStyleModule(pl.LightningModule):
             "val_loss_terms": dict(self._val_terms),
             "loss_weights": {"content": hp.content_weight, "style": hp.style_weight, "tv": hp.tv_weight,
                              "histogram": hp.histogram_weight},
+            "device": device_name(self.device),
             "vgg": self.loss_fn.weights_source.source if self.loss_fn is not None else hp.vgg_weights,
             "wall_time_s": round(self.wall_time_s(), 1),
             "image_size": getattr(getattr(self.trainer, "datamodule", None), "image_size", None)
@@ -234,10 +278,13 @@ class FastStyleModule(pl.LightningModule):
             if self._trainer is not None else None,
             "input_range": [0.0, 1.0],
         }
+        if meta["batch_size"]:
+            meta["images_seen"] = meta["steps"] * meta["batch_size"] * (self.trainer.world_size if self._trainer else 1)
+        return meta
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint[META_KEY] = self.meta()
-        checkpoint["impasto_recent_terms"] = list(self._recent)
+        checkpoint["impasto_recent_terms"] = [{k: float(v) for k, v in r.items()} for r in self._recent]
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         meta = checkpoint.get(META_KEY, {})

@@ -14,6 +14,7 @@ import yaml
 from PIL import Image
 
 from impasto.errors import ImpastoError
+from impasto.hardware import auto_trainer_precision
 
 from helpers import REPO
 N_PHOTOS = 12  # 2 held out, 10 for training: 5 steps per epoch at batch 2
@@ -67,7 +68,7 @@ def test_loss_falls(photos, style_image, tmp_path):
     model.prepare_loss(torch.device("cpu"))
     with torch.no_grad():
         before, _, _ = model.compute_loss(fixed)
-    trainer = pl.Trainer(max_steps=25, precision="bf16-mixed", logger=False, enable_checkpointing=False,
+    trainer = pl.Trainer(max_steps=25, precision=auto_trainer_precision(False), logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
                          default_root_dir=tmp_path)
     trainer.fit(model, datamodule=dm)
@@ -214,17 +215,22 @@ def test_config_parses_and_overrides_apply(capsys):
     assert cfg["model"]["style_weight"] == 7.5
     assert cfg["data"]["image_size"] == 96
     assert cfg["trainer"]["max_steps"] == 11
-    assert cfg["trainer"]["precision"] == "bf16-mixed"
+    assert cfg["trainer"]["precision"] == auto_trainer_precision(torch.cuda.is_available())
     assert cfg["model"]["arch"] == "slim"
     with pytest.raises(SystemExit) as exc:
         cli_main(["--config", "configs/fast/candy.yaml", "--model.no_such_key", "1"])
     assert exc.value.code != 0
 
 
-@pytest.mark.parametrize("config", sorted((REPO / "configs" / "fast").glob("*.yaml")), ids=lambda p: p.stem)
+STYLE_CONFIGS = sorted(p for p in (REPO / "configs" / "fast").glob("*.yaml") if p.stem not in ("base", "gpu"))
+
+
+@pytest.mark.parametrize("config", STYLE_CONFIGS, ids=lambda p: p.stem)
 def test_bundled_configs_point_at_real_files(config):
     cfg = yaml.safe_load(config.read_text())
-    assert cfg["model"]["arch"] == "slim"
+    base = yaml.safe_load((REPO / "configs" / "fast" / "base.yaml").read_text())
+    assert cfg["model"]["arch"] == base["model"]["arch"] == "slim"
+    assert cfg["model"]["init_from"].startswith(base["run_dir"] + "/")
     assert (REPO / cfg["model"]["style_image"]).exists() or pytest.skip("shared style images not present")
     assert not os.path.isabs(cfg["model"]["style_image"]) and not os.path.isabs(cfg["data"]["source"])
     assert cfg["model"].get("style_name", config.stem) == config.stem

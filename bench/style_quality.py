@@ -1,0 +1,125 @@
+"""Style quality on held-out photos, measured apart from any training objective.
+
+    python bench/style_quality.py [models/zoo/candy.onnx ...] [--photos ../shared/data/content]
+        [--size 384] [--json out.json]
+
+For each fast network (default: every bundled style) and each photo, with the full VGG16 of
+IMPASTO_VGG_WEIGHTS at Gatys' layers (not the relu1_2..relu4_3 the networks were trained on):
+
+- style: Gram-distance reduction, 1 - D(output) / D(photo), where D is the mean over relu1_1 ..
+  relu5_1 of the Gram distance to the painting relative to the painting's Gram norm. 0% means
+  no closer to the painting than the photo was; a colour grade scores low because the deep
+  layers (strokes, shapes) do not move.
+- content: relative relu4_2 feature error ||F(output) - F(photo)|| / ||F(photo)||.
+
+Photos default to ../shared/data/content, which no bundled network was trained on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from impasto import images
+from impasto.models.losses import GATYS_STYLE, gram
+from impasto.models.tensors import to_tensor
+from impasto.models.vgg import VGGEncoder
+from impasto.models.weights import load_vgg_weights
+
+REPO = Path(__file__).resolve().parents[1]
+CONTENT_LAYER = "relu4_2"
+
+
+class StyleQuality:
+    """Scores outputs against one painting: (Gram-distance reduction, content error)."""
+
+    def __init__(self, style: np.ndarray, weights: str | None = None, style_side: int = 512):
+        w = load_vgg_weights(weights, arch="vgg16")
+        self.vgg = VGGEncoder(w, GATYS_STYLE + (CONTENT_LAYER,))
+        self.targets = self._grams(_fit(style, style_side))
+
+    @torch.no_grad()
+    def _grams(self, image: np.ndarray) -> dict[str, torch.Tensor]:
+        feats = self.vgg(to_tensor(image))
+        return {n: gram(feats[n])[0] for n in GATYS_STYLE} | {CONTENT_LAYER: feats[CONTENT_LAYER]}
+
+    def distance(self, grams: dict[str, torch.Tensor]) -> float:
+        return float(np.mean([float((grams[n] - self.targets[n]).norm() / self.targets[n].norm())
+                              for n in GATYS_STYLE]))
+
+    def score(self, photo: np.ndarray, output: np.ndarray) -> dict[str, float]:
+        p, o = self._grams(photo), self._grams(output)
+        f = p[CONTENT_LAYER]
+        return {"style_reduction": 1.0 - self.distance(o) / self.distance(p),
+                "content_error": float((o[CONTENT_LAYER] - f).norm() / f.norm())}
+
+
+def _fit(image: np.ndarray, side: int) -> np.ndarray:
+    h, w = image.shape[:2]
+    s = side / max(h, w)
+    if s >= 1:
+        return image
+    from PIL import Image
+    im = Image.fromarray((image * 255).round().astype(np.uint8)).resize((round(w * s), round(h * s)), Image.LANCZOS)
+    return np.asarray(im, dtype=np.float32) / 255
+
+
+def evaluate(onnx_files: list[Path], photos: list[Path], size: int, weights: str | None = None) -> dict:
+    from impasto.serve.runtime import OrtEngine
+    from impasto.serve.stylize import stylize_array
+    from impasto.models.zoo.card import read_card
+    results = {}
+    loaded = [(p, images.load(str(p), max_side=size)) for p in photos]
+    for f in onnx_files:
+        card = read_card(f)
+        style_path = _style_image(card, f)
+        q = StyleQuality(images.load(str(style_path)), weights)
+        engine = OrtEngine(f)
+        rows = []
+        for p, photo in loaded:
+            rows.append({"photo": p.name, **q.score(photo, stylize_array(engine, photo))})
+        results[f.stem] = {
+            "style_reduction": statistics.mean(r["style_reduction"] for r in rows),
+            "content_error": statistics.mean(r["content_error"] for r in rows),
+            "photos": rows}
+        print(f"{f.stem:>14}: style reduction {results[f.stem]['style_reduction']:6.1%}, "
+              f"content error {results[f.stem]['content_error']:.2f}  ({len(rows)} photos at {size} px)", flush=True)
+    if results:
+        print(f"{'mean':>14}: style reduction {statistics.mean(r['style_reduction'] for r in results.values()):6.1%}")
+    return results
+
+
+def _style_image(card: dict, onnx: Path) -> Path:
+    name = Path(card.get("style_image") or f"{onnx.stem}.jpg").name
+    for candidate in (REPO.parent / "shared" / "data" / "style" / name, onnx.parent / f"{onnx.stem}.style.jpg"):
+        if candidate.is_file():
+            return candidate
+    raise SystemExit(f"{onnx.stem}: painting {name} not found")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("models", nargs="*", type=Path, help="ONNX files (default: every bundled style)")
+    ap.add_argument("--photos", type=Path, default=REPO.parent / "shared" / "data" / "content",
+                    help="a folder of held-out photos (default: %(default)s)")
+    ap.add_argument("--size", type=int, default=384, help="longest side of each photo (default: %(default)s)")
+    ap.add_argument("--limit", type=int, default=None, help="at most this many photos")
+    ap.add_argument("--json", type=Path, default=None, help="write the figures here")
+    a = ap.parse_args()
+    torch.set_num_threads(2)
+    models = a.models or sorted((REPO / "models" / "zoo").glob("*.onnx"))
+    photos = sorted(p for p in a.photos.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[: a.limit]
+    results = evaluate(models, photos, a.size)
+    if a.json:
+        a.json.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,123 @@
+"""The training recipe that paints: relative style layers, a base network to start from, the
+style-weight ramp, and the pack that carries it all to a GPU machine."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from impasto.errors import ImpastoError
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture(scope="module")
+def pack(data, weights_path, tmp_path_factory) -> Path:
+    from impasto.training.fast.pack import make_pack
+    out = tmp_path_factory.mktemp("pack")
+    make_pack(data.parent, out, photos=6, holdout=2, side=96, style_side=128, styles=["candy"])
+    return out
+
+
+def test_raw_gram_error_is_all_relu1_2_and_relative_weighs_every_layer(vgg_weights, data):
+    """Why the bundled networks only graded colours: under the HED VGG16 the raw Gram error
+    of a photo is nearly all relu1_2. Relative errors give every layer its say."""
+    from impasto import images
+    from impasto.models.losses import JOHNSON_STYLE, StyleLoss
+    from impasto.models.objective import Objective
+    from impasto.models.tensors import to_tensor
+    photo = to_tensor(images.load(str(data / "content" / "chicago.jpg"), max_side=96))
+    style = to_tensor(images.load(str(data / "style" / "udnie.jpg"), max_side=192))
+    shares = {}
+    for relative in (False, True):
+        loss = Objective(vgg_weights, style=StyleLoss(JOHNSON_STYLE, relative=relative))
+        loss.set_targets(styles=[style])
+        with torch.no_grad():
+            per = {k: float(v) for k, v in loss.terms["style"].layer_losses(loss.vgg(photo)).items()}
+        shares[relative] = {k: v / sum(per.values()) for k, v in per.items()}
+    assert shares[False]["relu1_2"] > 0.95
+    assert shares[False]["relu3_3"] + shares[False]["relu4_3"] < 0.01
+    assert shares[True]["relu3_3"] + shares[True]["relu4_3"] > 0.2, shares[True]
+
+
+def test_pack_holds_a_truncated_caffe_vgg_and_the_photos(pack, vgg_weights):
+    from impasto.models.vgg import VGGEncoder
+    from impasto.models.weights import load_vgg_weights
+    info = json.loads((pack / "pack.json").read_text())
+    assert info["photos"] == 6 and info["holdout"] == 2 and info["styles"] == ["candy"]
+    assert len(list((pack / "photos").glob("*.jpg"))) == 6 and len(list((pack / "holdout").glob("*.jpg"))) == 2
+    w = load_vgg_weights(str(pack / "vgg16.safetensors"))
+    assert (w.arch, w.preprocessing) == ("vgg16", "caffe")
+    assert "conv4_3" in w.convs and "conv5_1" not in w.convs
+    x = torch.rand(1, 3, 48, 48)
+    deep = ("relu1_2", "relu4_3")
+    got, want = VGGEncoder(w, deep)(x), VGGEncoder(vgg_weights, deep)(x)
+    for n in deep:  # fp16 storage: close to the full-precision weights
+        assert torch.allclose(got[n], want[n], rtol=2e-2, atol=2e-2 * float(want[n].abs().max()))
+    with pytest.raises(ImpastoError, match="only up to conv4_3"):
+        VGGEncoder(w, ("relu5_1",))
+
+
+def test_data_module_reads_a_pack_without_datasets(pack):
+    from impasto.training.fast.data import PhotoDataModule
+    dm = PhotoDataModule(str(pack / "photos"), val_source=str(pack / "holdout"), holdout=8, image_size=64,
+                         resize_size=80, val_size=64, batch_size=2, cache_images=True)
+    dm.setup()
+    assert len(dm.train_set) == 6 and len(dm.val_set) == 2  # holdout applies to val_source alone
+    a, b = dm.train_set[(0, 0, 0)]["image"], dm.train_set[(0, 0, 0)]["image"]
+    assert a.shape == (3, 64, 64) and torch.equal(a, b) and len(dm.train_set.cache) == 1
+    assert all(Path(p).parent.name == "holdout" for p in dm.holdout_paths())
+
+
+def test_a_style_starts_from_the_base_and_its_weight_ramps(tmp_path, data):
+    from impasto.training.fast.module import FastStyleModule
+    base = FastStyleModule(arch="slim", style_weight=0.0, pixel_weight=1.0)
+    assert base.style_name == "base"
+    path = tmp_path / "base.ckpt"
+    torch.save({"state_dict": {f"net.{k}": v for k, v in base.net.state_dict().items()},
+                "impasto": {**base.meta(), "arch": "slim"}}, path)
+    style = FastStyleModule(style_image=str(data / "style" / "candy.jpg"), arch="slim", init_from=str(path),
+                            style_ramp_steps=4)
+    for (k, v), w in zip(base.net.state_dict().items(), style.net.state_dict().values()):
+        assert torch.equal(v, w), k
+    style.train()
+    assert style.style_ramp() == pytest.approx(0.25)  # step 0: a quarter of the weight
+    style.eval()
+    assert style.style_ramp() == 1.0  # validation measures the full objective
+    with pytest.raises(ImpastoError, match="not johnson"):
+        FastStyleModule(style_image=str(data / "style" / "candy.jpg"), arch="johnson", init_from=str(path))
+    with pytest.raises(ImpastoError, match="style_image is needed"):
+        FastStyleModule(arch="slim")
+
+
+def test_gpu_script_plans_from_the_configs(tmp_path, pack):
+    import yaml
+    from impasto.training.fast.gpu import pack_overrides, slim_checkpoint, style_configs
+    configs = style_configs([REPO / "configs" / "fast"], None)
+    assert {"candy", "mosaic", "starry_night", "udnie"} <= {c.stem for c in configs}
+    assert "base" not in {c.stem for c in configs}
+    args = pack_overrides(pack, yaml.safe_load((REPO / "configs" / "fast" / "candy.yaml").read_text()), 2)
+    pairs = dict(zip(args[::2], args[1::2]))
+    assert Path(pairs["--model.style_image"]) == pack / "styles" / "candy.jpg"
+    assert Path(pairs["--model.vgg_weights"]) == pack / "vgg16.safetensors"
+    src = tmp_path / "full.ckpt"
+    torch.save({"state_dict": {"net.w": torch.ones(3), "loss.x": torch.ones(2)}, "impasto": {"style": "s"},
+                "optimizer_states": [{"big": torch.ones(100)}], "global_step": 7}, src)
+    slim_checkpoint(src, tmp_path / "slim.ckpt")
+    slim = torch.load(tmp_path / "slim.ckpt", weights_only=False)
+    assert set(slim) == {"impasto", "state_dict", "global_step"} and list(slim["state_dict"]) == ["net.w"]
+
+
+def test_gpu_profile_lays_johnsons_scale_over_a_style(capsys):
+    import yaml
+    from impasto.training.fast.cli import cli_main
+    with pytest.raises(SystemExit) as exc:
+        cli_main(["--config", "configs/fast/candy.yaml", "--config", "configs/fast/gpu.yaml", "--print_config"])
+    assert exc.value.code == 0
+    cfg = yaml.safe_load(capsys.readouterr().out)
+    assert (cfg["model"]["arch"], cfg["data"]["image_size"], cfg["data"]["batch_size"]) == ("johnson", 256, 8)
+    assert cfg["model"]["style_weight"] == 3000.0 and cfg["model"]["style_relative"] is True
+    assert cfg["trainer"]["max_time"] is None and cfg["trainer"]["precision"] == "bf16-mixed"

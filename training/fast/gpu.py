@@ -1,0 +1,163 @@
+"""Train every bundled style on one CUDA GPU in one go, within a time budget.
+
+    impasto pack ../shared packs/coco                       # once, beside ../shared (~24 MiB)
+    impasto train-gpu --pack packs/coco --minutes 12        # on the GPU machine
+
+1. The shared base network of each architecture (configs/fast/base.yaml): it learns to give the
+   photo back (content + pixel loss), in a minute.
+2. Every style config (configs/fast/*.yaml but base and gpu), all at once on the one GPU, each
+   started from its architecture's base, until the budget is spent (or its max_steps).
+
+Each run is a plain `impasto train` (LightningCLI, bf16-mixed autocast, channels-last) of the
+style's own config with the GPU profile on top (configs/fast/gpu.yaml: Johnson's network, 256 px
+crops, batch 8), and the pack's photos, paintings and VGG file in place of ../shared's. Afterwards every style's
+network is written to OUT/<style>.ckpt without the optimiser state (small enough to carry
+back; `impasto export` and `bench/fast_vs_iterative.py` read it like any checkpoint), and
+OUT/summary.json says what each run got: steps, images seen, seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+from impasto.errors import ImpastoError
+
+REPO = Path(__file__).resolve().parents[1]
+TRAIN = [sys.executable, "-c", "import sys; from impasto.cli import main; sys.exit(main(sys.argv[1:]))", "train"]
+
+
+def style_configs(places: list[Path], only: list[str] | None) -> list[Path]:
+    configs = [p for place in places for p in (sorted(place.glob("*.yaml")) if place.is_dir() else [place])
+               if p.stem not in ("base", "gpu")]
+    if only:
+        missing = set(only) - {p.stem for p in configs}
+        if missing:
+            raise ImpastoError(f"no config for {', '.join(sorted(missing))} in {', '.join(map(str, places))}")
+        configs = [p for p in configs if p.stem in only]
+    return configs
+
+
+def pack_overrides(pack: Path, config: dict, workers: int) -> list[str]:
+    """The pack's files in place of the config's ../shared paths."""
+    args = ["--data.source", str(pack / "photos"), "--data.val_source", str(pack / "holdout"),
+            "--data.num_workers", str(workers), "--data.cache_images", "true",
+            "--model.vgg_weights", str(pack / "vgg16.safetensors"), "--trainer.enable_progress_bar", "false"]
+    style = (config.get("model") or {}).get("style_image")
+    if style:
+        args += ["--model.style_image", str(pack / "styles" / (Path(style).stem + ".jpg"))]
+    return args
+
+
+def slim_checkpoint(src: Path, dst: Path) -> None:
+    """The network and its meta, without the optimiser's state (a third of the size)."""
+    ckpt = torch.load(src, map_location="cpu", weights_only=False)
+    keep = {k: ckpt[k] for k in ("impasto", "state_dict", "global_step", "epoch") if k in ckpt}
+    keep["state_dict"] = {k: v for k, v in keep["state_dict"].items() if k.startswith("net.")}
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(keep, dst)
+
+
+def merged(config: dict, profile: dict) -> dict:
+    """`profile` over `config`, section by section, as LightningCLI applies a second --config."""
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in config.items()}
+    for key, value in profile.items():
+        out[key] = {**(out.get(key) or {}), **value} if isinstance(value, dict) else value
+    return out
+
+
+def launch(configs: list[Path], run_dir: Path, extra: list[str], log: Path) -> subprocess.Popen:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    cmd = TRAIN + [arg for c in configs for arg in ("--config", str(c))] + ["--run_dir", str(run_dir)] + extra
+    print("$", " ".join(cmd[3:]), flush=True)
+    return subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, cwd=REPO,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def wait_all(procs: dict[str, subprocess.Popen], logs: dict[str, Path]) -> dict[str, int]:
+    codes = {}
+    while len(codes) < len(procs):
+        for name, p in procs.items():
+            if name not in codes and p.poll() is not None:
+                codes[name] = p.returncode
+                tail = logs[name].read_text(errors="replace").splitlines()[-3:]
+                print(f"  {name}: exit {p.returncode}  | " + " | ".join(tail), flush=True)
+        time.sleep(2)
+    return codes
+
+
+def hms(seconds: float) -> str:
+    s = max(60, int(seconds))
+    return f"00:{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def train_all(pack: Path, configs: list[Path], styles: list[str] | None = None, minutes: float = 12.0,
+              base_steps: int = 800, workers: int = 2, out: Path = Path("runs/gpu"),
+              base: Path = REPO / "configs" / "fast" / "base.yaml",
+              profile: Path = REPO / "configs" / "fast" / "gpu.yaml") -> int:
+    """The bases, then every style at once; 0 when every run ended well."""
+    start = time.time()
+    deadline = start + minutes * 60
+    if not (pack / "pack.json").is_file():
+        raise ImpastoError(f"{pack}: not a training pack (no pack.json); make one with `impasto pack`")
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+    print(f"device: {device}; budget {minutes} min", flush=True)
+    configs = style_configs(configs, styles)
+    profile_cfg = yaml.safe_load(profile.read_text()) or {}
+    loaded = {c.stem: merged(yaml.safe_load(c.read_text()), profile_cfg) for c in configs}
+    base_yaml = merged(yaml.safe_load(base.read_text()), profile_cfg)
+    # relative paths stay relative: they end up in the model cards
+
+    # 1. one base network per architecture the styles use
+    archs = sorted({(cfg.get("model") or {}).get("arch", "slim") for cfg in loaded.values()
+                    if (cfg.get("model") or {}).get("init_from")})
+    procs, logs = {}, {}
+    for arch in archs:
+        name = f"base_{arch}"
+        logs[name] = out / "logs" / f"{name}.log"
+        procs[name] = launch([base, profile], out / name, pack_overrides(pack, base_yaml, workers) + [
+            "--model.arch", arch, "--trainer.max_steps", str(base_steps),
+            "--trainer.max_time", hms((deadline - time.time()) * 0.2)], logs[name])
+    codes = wait_all(procs, logs)
+    bases = {arch: out / f"base_{arch}" / "checkpoints" / "last.ckpt" for arch in archs}
+    base_s = time.time() - start
+
+    # 2. every style at once, each from its architecture's base
+    procs, logs = {}, {}
+    remaining = deadline - time.time() - 45  # the slim copies and the summary
+    for config in configs:
+        cfg = loaded[config.stem]
+        extra = pack_overrides(pack, cfg, workers) + ["--trainer.max_time", hms(remaining)]
+        if (cfg.get("model") or {}).get("init_from"):
+            start_from = bases[cfg["model"].get("arch", "slim")]
+            if not start_from.is_file():
+                print(f"  {config.stem}: skipped, its base network did not train", flush=True)
+                continue
+            extra += ["--model.init_from", str(start_from)]
+        logs[config.stem] = out / "logs" / f"{config.stem}.log"
+        procs[config.stem] = launch([config, profile], out / config.stem, extra, logs[config.stem])
+    codes.update(wait_all(procs, logs))
+
+    summary = {"device": device, "budget_minutes": minutes, "base_seconds": round(base_s, 1),
+               "pack": json.loads((pack / "pack.json").read_text()), "runs": {}}
+    for name in list(bases and [f"base_{x}" for x in archs]) + list(procs):
+        last = out / name / "checkpoints" / "last.ckpt"
+        if not last.is_file():
+            summary["runs"][name] = {"exit": codes.get(name), "checkpoint": None}
+            continue
+        slim_checkpoint(last, out / "results" / f"{name}.ckpt")
+        meta = torch.load(last, map_location="cpu", weights_only=False).get("impasto", {})
+        summary["runs"][name] = {"exit": codes.get(name), **{k: meta.get(k) for k in (
+            "steps", "images_seen", "wall_time_s", "loss_terms", "val_loss_terms", "config_hash")}}
+    summary["seconds"] = round(time.time() - start, 1)
+    (out / "results").mkdir(parents=True, exist_ok=True)
+    (out / "results" / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(json.dumps({k: {kk: v.get(kk) for kk in ("exit", "steps", "wall_time_s")} for k, v in summary["runs"].items()}))
+    return 0 if all(c == 0 for c in codes.values()) else 1
