@@ -34,7 +34,8 @@ def main() -> int:
     ap.add_argument("--photos", type=int, default=3, help="how many held-out photos")
     ap.add_argument("--size", type=int, default=256, help="shorter side and centre crop of each photo")
     ap.add_argument("--iterations", type=int, default=150)
-    ap.add_argument("--precision", choices=("bf16", "fp32"), default="bf16")
+    ap.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
+                    help="auto: bf16 only on CPUs with bf16 units (default: %(default)s)")
     ap.add_argument("--source", default=None, help="photo folder (default: the checkpoint's data.source)")
     ap.add_argument("--out", default=None, help="folder for the side-by-side PNGs (default: next to the checkpoint)")
     ap.add_argument("--card", default=None, help="merge the result into this model card JSON")
@@ -67,6 +68,8 @@ def main() -> int:
                                  model_cfg.get("style_layer_weights"),
                                  style_relative=model_cfg.get("style_relative", False))
     style = load_style_image(meta["style_image"], meta.get("style_size"))
+    from impasto.hardware import auto_precision
+    a.precision = auto_precision(a.precision)
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.precision == "bf16")
     out_dir = Path(a.out) if a.out else Path(a.checkpoint).parent.parent / "fast_vs_iterative"
     names = dm.holdout_paths()

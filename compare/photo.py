@@ -37,6 +37,7 @@ import torch
 
 from impasto import images
 from impasto.errors import ImpastoError
+from impasto.hardware import auto_precision
 from impasto.models.tensors import to_array, to_tensor
 from impasto.models.zoo.card import load_card
 from impasto.serve.runtime import load_engine
@@ -60,7 +61,7 @@ class CompareOptions:
     size: int = 512                              # longest side of the photos in the comparison
     iterations: int = 500                        # iterative run length per photo
     snapshots: Sequence[int] = SNAPSHOTS
-    precision: str = "bf16"                      # of the iterative runs (bf16 autocast or fp32)
+    precision: str = field(default_factory=auto_precision)  # of the iterative runs (bf16 autocast or fp32)
     lr: float = 0.5                              # L-BFGS step (1.0 oscillates on the fast objectives; docs/compare.md)
     speed_sizes: Sequence[int] = SPEED_SIZES
     speed_iterations: Sequence[int] = SPEED_ITERATIONS

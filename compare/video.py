@@ -17,7 +17,7 @@ import itertools
 import json
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -27,6 +27,7 @@ import torch
 from impasto import images
 from impasto import video as vio
 from impasto.errors import ImpastoError
+from impasto.hardware import auto_precision
 from impasto.models.zoo.card import load_card
 from impasto.serve.runtime import load_engine
 from impasto.serve.stylize import run_network
@@ -59,7 +60,7 @@ class VideoCompareOptions:
     max_frames: Optional[int] = 24         # the first N frames (None: the whole clip)
     iterations: int = 30                   # L-BFGS evaluations per frame after the first
     first_iterations: Optional[int] = None  # the first frame's (default: 2x iterations)
-    precision: str = "bf16"                # of the iterative runs
+    precision: str = field(default_factory=auto_precision)  # of the iterative runs
     temporal_strength: Optional[float] = None  # fast path smoothing (default: impasto.serve.video's)
     temporal_weight: Optional[float] = None    # iterative temporal loss (default: training.video's)
     backend: str = "ort"

@@ -5,6 +5,8 @@ the methods (Gatys, Gatys + histogram, MRF, the fast model) on content/style pai
 
 from __future__ import annotations
 
+from impasto.hardware import auto_precision
+
 from .options import add_objective_arguments, add_parser, add_run_arguments, config_from_args, integer, number
 
 EPILOG = """\
@@ -131,7 +133,7 @@ def run(args) -> int:
         raise ImpastoError(f"{out}: the report goes into a folder; this is a file")
     options = CompareOptions(
         size=args.size or 512, iterations=args.iterations if args.iterations is not None else 500,
-        snapshots=_ints(args.snapshots), precision=args.precision, lr=args.lr or 0.5,
+        snapshots=_ints(args.snapshots), precision=auto_precision(args.precision), lr=args.lr or 0.5,
         speed_sizes=_ints(args.speed_sizes), speed_iterations=_ints(args.speed_iterations),
         speed_measure=args.speed_measure, fast_repeats=args.fast_repeats, backend=args.backend,
         threads=args.threads, seed=args.seed).check()
@@ -166,7 +168,7 @@ def _run_video(args) -> int:
     options = VideoCompareOptions(
         size=args.size or 256, max_frames=args.max_frames or None,
         iterations=args.iterations if args.iterations is not None else 30,
-        first_iterations=args.first_frame_iterations, precision=args.precision,
+        first_iterations=args.first_frame_iterations, precision=auto_precision(args.precision),
         temporal_strength=args.temporal_strength, temporal_weight=args.temporal_weight, backend=args.backend,
         threads=args.threads, seed=args.seed, progress=not args.quiet).check()
     model = resolve_style(args.style[0], args.models)

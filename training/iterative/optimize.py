@@ -20,6 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgres
 
 from impasto import color, images
 from impasto.errors import ImpastoError
+from impasto.hardware import auto_precision
 from impasto.models.losses import (GATYS_CONTENT, GATYS_STYLE, ContentLoss, HistogramLoss, MRFLoss, StyleLoss,
                                    TVLoss)
 from impasto.models.objective import Objective
@@ -73,7 +74,7 @@ class OptimizeConfig:
     intensity: float = 1.0                  # scales the style Grams: >1 stronger texture
     pooling: str = "max"                    # max | avg (Gatys used avg)
     preserve_color: Optional[str] = None    # None | luminance | histogram
-    precision: str = "bf16"                 # bf16 | fp32
+    precision: str = field(default_factory=auto_precision)  # bf16 | fp32 (auto: bf16 where the CPU has bf16 units)
     seed: int = 0
     snapshot_every: int = 0
     snapshot_dir: Optional[str] = None
@@ -194,7 +195,7 @@ def box_penalty(x: torch.Tensor) -> torch.Tensor:
 
 
 def optimize_pixels(objective: ObjectiveFn, init: torch.Tensor, iterations: int, optimizer: str = "lbfgs",
-                    lr: float = 1.0, precision: str = "bf16",
+                    lr: float = 1.0, precision: str = "auto",
                     on_step: Optional[Callable[[int, torch.Tensor, dict], None]] = None,
                     line_search: Optional[str] = "strong_wolfe",
                     log: Optional[Callable[[str], None]] = None) -> OptimizeResult:
@@ -218,6 +219,7 @@ def optimize_pixels(objective: ObjectiveFn, init: torch.Tensor, iterations: int,
     x = init.detach().float().clone().clamp_(0, 1).requires_grad_(True)
     history: list[dict] = []
     start = time.perf_counter()
+    precision = auto_precision(precision)
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
     penalty_weight = None     # set from the first loss: the box penalty on the objective's scale
     # the best image by its own loss (`total`, of the clamped pixels: what the caller gets); rises
