@@ -9,9 +9,9 @@ from .options import add_parser
 
 def register(sub) -> None:
     p = add_parser(sub, "pack", help="write a training pack (loss network + photos + paintings) for a GPU machine",
-                   description="Everything fast-style training needs, within 64 MiB with the code: the VGG16 "
-                               "convolutions up to the deepest loss layer (fp16 safetensors that carry their "
-                               "preprocessing), the training and held-out photos, the paintings.\n\n"
+                   description="Everything fast-style training needs, within 64 MiB with the code: the\n"
+                               "VGG16 convolutions up to the deepest loss layer (fp16 safetensors that carry\n"
+                               "their preprocessing), the training and held-out photos, the paintings.\n\n"
                                "example:\n  impasto pack ../shared packs/coco\n"
                                "  impasto train-gpu --pack packs/coco        # there")
     p.add_argument("shared", type=Path, help="the shared folder (data/coco_sample, data/style, weights/)")

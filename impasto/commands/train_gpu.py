@@ -6,31 +6,32 @@ from pathlib import Path
 
 from .options import add_parser
 
-REPO = Path(__file__).resolve().parents[2]
+CONFIGS = Path("configs/fast")   # relative to the repository root, where it runs (as the configs' own paths)
 
 
 def register(sub) -> None:
     p = add_parser(sub, "train-gpu", help="train the base network, then every style at once, on one GPU",
-                   description="The shared base network (configs/fast/base.yaml), then every style config at "
-                               "once, each with configs/fast/gpu.yaml on top (Johnson's network, 256 px crops, "
-                               "batch 8, bf16-mixed), from a pack written by `impasto pack`. Each network "
-                               "comes back as OUT/results/<style>.ckpt without its optimiser state.\n\n"
+                   description="The shared base network (configs/fast/base.yaml), then every style config\n"
+                               "at once, each with configs/fast/gpu.yaml on top (Johnson's network, 256 px\n"
+                               "crops, batch 8, bf16-mixed), from a pack written by `impasto pack`. Each\n"
+                               "network comes back as OUT/results/<style>.ckpt without its optimiser state.\n"
+                               "Run it from the repository root.\n\n"
                                "example:\n  impasto train-gpu --pack packs/coco --minutes 12")
     p.add_argument("--pack", type=Path, required=True, help="a pack written by `impasto pack`")
-    p.add_argument("--configs", type=Path, nargs="+", default=[REPO / "configs" / "fast"],
+    p.add_argument("--configs", type=Path, nargs="+", default=[str(CONFIGS)],
                    help="style configs: YAML files or folders of them")
     p.add_argument("--styles", default=None, help="comma-separated config names (default: every one)")
     p.add_argument("--minutes", type=float, default=12.0, help="the whole budget, the base networks included")
     p.add_argument("--base-steps", type=int, default=800, help="steps of each base network")
     p.add_argument("--workers", type=int, default=2, help="data-loading workers per run")
     p.add_argument("--out", type=Path, default=Path("runs/gpu"), help="runs and results")
-    p.add_argument("--base", type=Path, default=REPO / "configs" / "fast" / "base.yaml", help="the base network's config")
-    p.add_argument("--profile", type=Path, default=REPO / "configs" / "fast" / "gpu.yaml",
+    p.add_argument("--base", type=Path, default=CONFIGS / "base.yaml", help="the base network's config")
+    p.add_argument("--profile", type=Path, default=CONFIGS / "gpu.yaml",
                    help="applied on top of every config")
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
     from impasto.training.fast.gpu import train_all
-    return train_all(args.pack, args.configs, args.styles.split(",") if args.styles else None, args.minutes,
+    return train_all(args.pack, [Path(c) for c in args.configs], args.styles.split(",") if args.styles else None, args.minutes,
                      args.base_steps, args.workers, args.out, args.base, args.profile)
