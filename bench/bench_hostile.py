@@ -20,18 +20,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
-import os
-import signal
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 
-from bench_load import SHARED, ensure_models, free_port  # noqa: E402
+from bench_load import SHARED, ensure_models, serving  # noqa: E402
 
 
 def rss_mb(pid: int) -> float:
@@ -216,21 +212,8 @@ def main(argv=None) -> int:
 
     import httpx
     models = ensure_models(args.models)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    cmd = [sys.executable, "-m", "impasto.cli", "serve", "--port", str(port)] + \
-        (["--models", models] if models else []) + args.server_args.split()
-    log = open(tempfile.mktemp(prefix="impasto-hostile-", suffix=".log"), "w")
-    server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
-    try:
-        for _ in range(600):
-            try:
-                if httpx.get(url + "/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        else:
-            sys.exit(f"server did not start; log in {log.name}")
+    with serving(models, args.server_args, "impasto-hostile-") as (server, url, cmd):
+        port = int(url.rsplit(":", 1)[1])
         photo = photo_jpeg()
         httpx.post(url + "/stylize", data={"size": "256"}, files={"file": ("p.jpg", photo, "image/jpeg")},
                    timeout=120)  # warm
@@ -240,14 +223,6 @@ def main(argv=None) -> int:
         asyncio.run(bomb_phase(url, server.pid, args.bombs, 300))
         asyncio.run(burst_phase(url, photo, args.burst, 300))
         print(f"\nserver healthy at the end: {httpx.get(url + '/healthz', timeout=10).status_code == 200}")
-    finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(60)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
-        os.unlink(log.name)
     return 0
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import io
 import os
 import signal
@@ -114,6 +115,36 @@ async def level(url: str, clients: int, data: list[bytes], form: dict, total: in
             "p95": pct(95), "p99": pct(99), "codes": codes}
 
 
+
+@contextlib.contextmanager
+def serving(models, server_args: str, log_prefix: str):
+    """A real `impasto serve` on a free loopback port, answering /healthz: (process, url, command).
+    Stopped with SIGTERM (killed after 60 s) on the way out."""
+    import httpx
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    cmd = [sys.executable, "-m", "impasto.cli", "serve", "--port", str(port)] + \
+        (["--models", models] if models else []) + server_args.split()
+    log = open(tempfile.mktemp(prefix=log_prefix, suffix=".log"), "w")
+    server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+    try:
+        for _ in range(600):
+            try:
+                if httpx.get(url + "/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        else:
+            sys.exit(f"server did not start; log in {log.name}")
+        yield server, url, cmd
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(60)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", help="folder of STYLE.onnx (default: the bundled zoo)")
@@ -128,21 +159,7 @@ def main(argv=None) -> int:
     import httpx
     models = ensure_models(args.models)
     data = payloads(args.size)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    cmd = [sys.executable, "-m", "impasto.cli", "serve", "--port", str(port)] + \
-        (["--models", models] if models else []) + args.server_args.split()
-    log = open(tempfile.mktemp(prefix="impasto-load-", suffix=".log"), "w")
-    server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
-    try:
-        for _ in range(600):
-            try:
-                if httpx.get(url + "/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        else:
-            sys.exit(f"server did not start; log in {log.name}")
+    with serving(models, args.server_args, "impasto-load-") as (server, url, cmd):
         info = httpx.get(url + "/styles").json()
         style = args.style or info["default"]
         form = {"style": style, "size": str(args.size), "format": "jpeg"}
@@ -175,13 +192,6 @@ def main(argv=None) -> int:
         metrics = httpx.get(url + "/metrics").text
         rejected = [l for l in metrics.splitlines() if l.startswith("impasto_rejected_total")]
         print("server metrics:", rejected[0] if rejected else "impasto_rejected_total 0")
-    finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(60)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
     return 0
 
 

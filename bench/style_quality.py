@@ -34,15 +34,17 @@ from impasto.models.weights import load_vgg_weights
 
 REPO = Path(__file__).resolve().parents[1]
 CONTENT_LAYER = "relu4_2"
+STYLE_SIDE = 512   # the painting's longest side when its Grams are taken
 
 
 class StyleQuality:
     """Scores outputs against one painting: (Gram-distance reduction, content error)."""
 
-    def __init__(self, style: np.ndarray, weights: str | None = None, style_side: int = 512):
+    def __init__(self, style: np.ndarray, weights: str | None = None):
+        """`style`: the painting, as `images.load(path, max_side=STYLE_SIDE)` gives it."""
         w = load_vgg_weights(weights, arch="vgg16")
         self.vgg = VGGEncoder(w, GATYS_STYLE + (CONTENT_LAYER,))
-        self.targets = self._grams(_fit(style, style_side))
+        self.targets = self._grams(style)
 
     @torch.no_grad()
     def _grams(self, image: np.ndarray) -> dict[str, torch.Tensor]:
@@ -60,16 +62,6 @@ class StyleQuality:
                 "content_error": float((o[CONTENT_LAYER] - f).norm() / f.norm())}
 
 
-def _fit(image: np.ndarray, side: int) -> np.ndarray:
-    h, w = image.shape[:2]
-    s = side / max(h, w)
-    if s >= 1:
-        return image
-    from PIL import Image
-    im = Image.fromarray((image * 255).round().astype(np.uint8)).resize((round(w * s), round(h * s)), Image.LANCZOS)
-    return np.asarray(im, dtype=np.float32) / 255
-
-
 def evaluate(onnx_files: list[Path], photos: list[Path], size: int, weights: str | None = None) -> dict:
     from impasto.serve.runtime import OrtEngine
     from impasto.serve.stylize import stylize_array
@@ -79,7 +71,7 @@ def evaluate(onnx_files: list[Path], photos: list[Path], size: int, weights: str
     for f in onnx_files:
         card = read_card(f)
         style_path = _style_image(card, f)
-        q = StyleQuality(images.load(str(style_path)), weights)
+        q = StyleQuality(images.load(str(style_path), max_side=STYLE_SIDE), weights)
         engine = OrtEngine(f)
         rows = []
         for p, photo in loaded:
