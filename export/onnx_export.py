@@ -43,7 +43,6 @@ from impasto.models.transformer import MultiStyleTransformerNet
 DEFAULT_OPSET = 21
 INPUT_NAME, OUTPUT_NAME = "input", "output"
 STYLE_INPUT_NAME = "style_weights"
-SPATIAL_SUFFIX = ".spatial.onnx"   # the per-pixel variant of a multi-style model, next to it
 META_PREFIX = "impasto."
 
 
@@ -84,12 +83,6 @@ def read_metadata(path_or_model) -> dict:
 
 
 # ----------------------------------------------------------------------------- export
-
-def spatial_path(path: str | os.PathLike) -> Path:
-    """Where the per-pixel variant of a multi-style model lives: `multi.onnx` -> `multi.spatial.onnx`."""
-    path = Path(path)
-    return path.with_name(path.stem + SPATIAL_SUFFIX)
-
 
 def export_onnx(net, path: str | os.PathLike, *, style: str, arch: str | None = None,
                 config_hash: str = "", extra_meta: dict | None = None,

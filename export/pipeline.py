@@ -24,10 +24,11 @@ from impasto.files import atomic_write_bytes
 from impasto.models.zoo.card import card_from_meta, write_card, write_style_thumbnail
 from impasto.serve.runtime import OpenVinoEngine, OrtEngine, cpu_has_bf16, openvino_available
 from impasto.serve.stylize import run_network
+from impasto.serve.zoo import spatial_path
 from impasto.training.fast.checkpoint import load_fast_checkpoint
 
 from .onnx_export import (DEFAULT_OPSET, calibration_batches, export_onnx, parity,
-                          sha256, spatial_path, to_fp16, to_int8)
+                          sha256, to_fp16, to_int8)
 
 
 # ----------------------------------------------------------------------------- checkpoints
