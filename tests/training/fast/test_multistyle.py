@@ -134,3 +134,24 @@ def test_bundled_multistyle_configs_parse(capsys):
         cfg = yaml.safe_load(capsys.readouterr().out)
         assert cfg["model"]["style_images"] and cfg["model"]["arch"] == "slim"
         assert all((REPO / p).exists() for p in cfg["model"]["style_images"]) or pytest.skip("no shared data")
+
+
+def test_trained_styles_blend_half_and_half_between_them(two_styles, vgg_weights, data):
+    """The bar's blend test on a trained network (4 steps: the styles have just parted)."""
+    from impasto import images
+    from impasto.models.losses import GATYS_STYLE, gram
+    from impasto.models.tensors import to_tensor
+    from impasto.models.vgg import VGGEncoder
+    from impasto.training.fast.checkpoint import load_fast_checkpoint
+    net, _ = load_fast_checkpoint(two_styles)
+    vgg = VGGEncoder(vgg_weights, GATYS_STYLE)
+    photo = to_tensor(images.load(sorted((data / "content").glob("*.jpg"))[0], max_side=96))
+    with torch.no_grad():
+        g = {k: vgg(net(photo, torch.tensor([w]))) for k, w in (("a", [1.0, 0.0]), ("b", [0.0, 1.0]),
+                                                                ("mix", [0.5, 0.5]))}
+    for layer in GATYS_STYLE:
+        a, b, mix = (gram(g[k][layer])[0].double() for k in ("a", "b", "mix"))
+        apart = (a - b).norm()
+        assert apart > 0 and (mix - a).norm() < apart and (mix - b).norm() < apart, layer
+        t = float(((mix - a) * (b - a)).sum() / apart ** 2)
+        assert 0.2 < t < 0.8, (layer, t)
