@@ -67,8 +67,6 @@ def run(args) -> int:
 
     from impasto import images
     from impasto.errors import ImpastoError
-    from impasto.serve import zoo
-    from impasto.serve.runtime import load_engine
     from impasto.serve.stylize import Options, stylize_array
     from impasto.video import is_video
     if Path(args.input).is_file():  # a photo or a video: -o must not replace it
