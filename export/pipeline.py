@@ -160,11 +160,10 @@ def export_style(checkpoint, output, *, style: str | None = None, arch: str | No
                        "parity_vs_pytorch": par}}
     if styles:   # the per-pixel variant (spatial blending), next to it
         spatial = spatial_path(output)
-        report["onnx"]["spatial"] = {"file": spatial.name, "sha256": "",
-                                     "parity_vs_pytorch": _export_checked(net, spatial, meta, opset, real, log,
-                                                                          spatial=True),
-                                     "inputs": f"style_weights float32 (N, {len(styles)}, H, W), per pixel"}
-        report["onnx"]["spatial"]["sha256"] = sha256(spatial)
+        spatial_parity = _export_checked(net, spatial, meta, opset, real, log, spatial=True)
+        report["onnx"]["spatial"] = {"file": spatial.name, "sha256": sha256(spatial),
+                                     "inputs": f"style_weights float32 (N, {len(styles)}, H, W), per pixel",
+                                     "parity_vs_pytorch": spatial_parity}
     if variants:
         vdir = output.parent if keep_variants else Path(tempfile.mkdtemp(prefix="impasto-variants-"))
         files = {"fp32": output}

@@ -20,6 +20,11 @@ MAX_BLEND_TEXT = 2000
 _TERM = re.compile(r"\s*([^:,\s]+)\s*(?::\s*([^,]*?)\s*)?$")
 
 
+def blend_names(text: str) -> list[str]:
+    """The style names a blend mentions, in order ('candy:0.7,udnie' -> ['candy', 'udnie'])."""
+    return [t.split(":")[0].strip() for t in (text or "").split(",") if t.strip()]
+
+
 def parse_blend(text: str, styles: list[str]) -> np.ndarray:
     """'candy:0.7,udnie:0.3' -> (S,) float32 weights over `styles`, summing to 1. A name without
     a weight counts 1 ('candy' is candy alone; 'candy,udnie' half each)."""

@@ -171,8 +171,7 @@ def stylize_upload(data: bytes, styles: Styles, *, style: str | None = None, siz
     if style:
         name = zoo.check_style_name(style)
     elif blend:
-        name = zoo.model_with_styles([t.split(":")[0].strip() for t in blend.split(",") if t.strip()],
-                                     styles.folder)
+        name = zoo.model_with_styles(blending.blend_names(blend), styles.folder)
     else:
         name = styles.default()
     engine = styles.engine(name, spatial=mask is not None)
@@ -187,8 +186,9 @@ def stylize_upload(data: bytes, styles: Styles, *, style: str | None = None, siz
                           name="upload")
     check_dimensions(arr.shape[1], arr.shape[0])
     if pair is not None:
-        inspect_upload(mask, limits)
-        grey = blending.load_mask(mask, arr.shape[1], arr.shape[0])
+        mw, mh, _, _ = inspect_upload(mask, limits)
+        with budget.take(mw * mh) if budget is not None else contextlib.nullcontext():
+            grey = blending.load_mask(mask, arr.shape[1], arr.shape[0])
         weights = blending.mask_weights(grey, *pair, len(engine.styles))
     t1 = time.perf_counter()
     out = stylize_array(engine, arr, options, style_weights=weights)

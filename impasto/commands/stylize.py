@@ -124,6 +124,7 @@ def run(args) -> int:
     images.format_for(out)  # fail on a bad extension before doing the work
     t0 = time.perf_counter()
     arr = images.load(src, max_side=args.size, max_output_pixels=max_out)
+    weights = mix(arr)   # a bad mask fails before the work
     progress = None
     if not args.quiet and options.tile and max(arr.shape[:2]) > options.tile:
         from rich.progress import Progress
@@ -131,7 +132,6 @@ def run(args) -> int:
         bar.start()
         task = bar.add_task(f"{src.name} in tiles", total=None)
         progress = lambda i, n: bar.update(task, completed=i, total=n)  # noqa: E731
-    weights = mix(arr)   # a bad mask fails before the work
     try:
         result = stylize_array(engine, arr, options, progress, style_weights=weights)
     finally:
@@ -157,8 +157,7 @@ def choose_model(args):
         raise ImpastoError("--style-mask needs --blend FIRST,SECOND: the two styles the mask picks between")
     style = args.style
     if args.blend and not style:
-        names = [t.split(":")[0].strip() for t in args.blend.split(",") if t.strip()]
-        style = zoo.model_with_styles(names, args.models)
+        style = zoo.model_with_styles(blend.blend_names(args.blend), args.models)
     model = zoo.resolve_style(style, args.models)
     if args.style_mask:
         if not Path(args.style_mask).is_file():
