@@ -107,6 +107,11 @@ class CpuBudget(pl.Callback):
 
 
 def train(module: pl.LightningModule, seconds: float, args, out: Path) -> tuple[Path, dict]:
+    """Train within `seconds` of CPU and save the checkpoint; one kept from an earlier run with
+    --workdir is reused (its budget and steps from the side file)."""
+    info_file = out.with_suffix(".json")
+    if out.exists() and info_file.exists() and out.name != "added.ckpt":
+        return out, {**json.loads(info_file.read_text()), "reused": True}
     budget = CpuBudget(seconds)
     data = PhotoDataModule(str(args.source), holdout=8, image_size=args.crop, resize_size=args.crop * 2,
                            batch_size=args.batch, cache_images=True)
@@ -115,7 +120,9 @@ def train(module: pl.LightningModule, seconds: float, args, out: Path) -> tuple[
                          precision=auto_trainer_precision(False), default_root_dir=str(out.parent))
     trainer.fit(module, datamodule=data)
     trainer.save_checkpoint(out)
-    return out, {"cpu_s": round(budget.used, 1), "steps": int(trainer.global_step)}
+    info = {"cpu_s": round(budget.used, 1), "steps": int(trainer.global_step)}
+    info_file.write_text(json.dumps(info) + "\n")
+    return out, info
 
 
 def score(net, style_path: Path, photos: list[np.ndarray], weights: torch.Tensor | None) -> float:
@@ -172,6 +179,14 @@ def add_a_style(args, folder: Path) -> dict:
             "bar": "added >= 0.8 x scratch reduction in <= 1/4 of its CPU time"}
 
 
+def cpu_model() -> str:
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return "?"
+    return next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), "?")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minutes", type=float, default=4.0,
@@ -198,15 +213,19 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=7, help="timed runs per engine (default: %(default)s)")
     ap.add_argument("--threads", type=int, default=1, help="torch / onnxruntime threads (default: %(default)s)")
     ap.add_argument("--skip-training", action="store_true", help="latency only")
+    ap.add_argument("--workdir", type=Path, default=None,
+                    help="keep the checkpoints here and reuse them on the next run (base, multi-style, "
+                         "from scratch; the added style always trains again), e.g. to try another "
+                         "--norm-lr on the same networks (default: a temporary folder)")
     ap.add_argument("--json", type=Path, default=None, help="write the figures here")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     pl.seed_everything(0, verbose=False)
-    results = {"cpu": open("/proc/cpuinfo").read().split("model name")[1].split("\n")[0].strip(": ")
-               if Path("/proc/cpuinfo").exists() else "?"}
+    results = {"cpu": cpu_model(), "norm_lr": a.norm_lr}
     with tempfile.TemporaryDirectory(prefix="impasto-multistyle-") as tmp:
-        folder = Path(tmp)
+        folder = a.workdir or Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
         results["latency"] = lat = latency(a.styles, a.size, a.repeats, a.threads, folder)
         print(f"latency at {a.size} px, onnxruntime fp32, {a.threads} thread(s): single {lat['single_ms']} ms, "
               f"{a.styles}-style {lat['multi_ms']} ms (x{lat['multi_over_single']}), per-pixel "
