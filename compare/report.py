@@ -310,13 +310,14 @@ def video_plot(data: dict, path: Path) -> Path:
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.8), dpi=110)
     for r in data["runs"]:
         c = VIDEO_COLOURS.get(r["name"])
-        a.plot(np.arange(1, len(r["flicker_per_pair"]) + 1), r["flicker_per_pair"], color=c, lw=1.6, label=r["name"])
+        a.plot(np.arange(1, len(r["flicker_per_pair"]) + 1), [f["abs"] for f in r["flicker_per_pair"]], color=c,
+               lw=1.6, label=r["name"])
         b.plot([s["total"] for s in r["loss_per_frame"]], color=c, lw=1.6, label=r["name"])
-    a.axhline(data["input_flicker"], color="#777", ls=":", lw=1.2, label="input video (for scale)")
+    a.axhline(data["input_flicker"]["abs"], color="#777", ls=":", lw=1.2, label="input video (for scale)")
     a.set_yscale("log")
     a.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
     a.set_xlabel("frame (error against the previous one)")
-    a.set_ylabel("temporal warping error")
+    a.set_ylabel("mean absolute change (0-255 levels)")
     a.set_title("flicker (lower is steadier)", fontsize=10)
     b.set_yscale("log")
     b.set_xlabel("frame")
@@ -344,23 +345,27 @@ def write_video_report(data: dict, out: Path) -> Path:
              f" &middot; iterative: {o['iterations']} L-BFGS evaluations a frame ({_e(o['precision'])}) &middot; "
              f"{_e(_machine_text(data['machine']))}</p>",
              "<h2>Summary</h2><table><tr><th class=l>run</th><th>frames/s</th><th>ms a frame</th>"
-             "<th>flicker</th><th>steadier than per frame</th><th>flicker / input's</th><th>loss</th>"
+             "<th>flicker abs</th><th>flicker squared</th><th>steadier than per frame (abs / squared)</th>"
+             "<th>flicker / input's (abs)</th><th>loss</th>"
              "<th>content</th><th>style</th></tr>"]
     scale = data["input_flicker"]
     for r in data["runs"]:
-        red = r.get("flicker_reduction")
+        red = r.get("flicker_reduction") or {}
+        steadier = (f"{red['abs']:.1f}x / {red['sq']:.1f}x" if r["temporal"] and red.get("abs") and red.get("sq")
+                    else "-")
         parts.append(
             f"<tr><td class=l>{_e(r['name'])}</td><td>{r['frames_per_second']:.3g}</td>"
-            f"<td>{1000 / r['frames_per_second']:.0f}</td><td>{fmt_float(r['flicker'])}</td>"
-            f"<td>{(format(red, '.1f') + 'x') if r['temporal'] and red else '-'}</td>"
-            f"<td>{(format(r['flicker'] / scale, '.1f') + 'x') if scale else '-'}</td>"
+            f"<td>{1000 / r['frames_per_second']:.0f}</td><td>{fmt_float(r['flicker']['abs'])}</td>"
+            f"<td>{fmt_float(r['flicker']['sq'])}</td><td>{steadier}</td>"
+            f"<td>{(format(r['flicker']['abs'] / scale['abs'], '.1f') + 'x') if scale['abs'] else '-'}</td>"
             f"<td>{r['loss']['total']:.4g}</td><td>{r['loss']['content']:.4g}</td><td>{r['loss']['style']:.4g}</td></tr>")
-    parts.append(f"<tr><td class=l>input video</td><td>-</td><td>-</td><td>{fmt_float(scale)}</td><td>-</td>"
-                 "<td>1x</td><td>-</td><td>-</td><td>-</td></tr></table>")
+    parts.append(f"<tr><td class=l>input video</td><td>-</td><td>-</td><td>{fmt_float(scale['abs'])}</td>"
+                 f"<td>{fmt_float(scale['sq'])}</td><td>-</td><td>1x</td><td>-</td><td>-</td><td>-</td></tr></table>")
     parts.append(
-        "<p class=note>Flicker: the mean temporal warping error between consecutive output frames, frame t-1 "
-        "warped to t by the <em>input</em> video's optical flow (DIS) and compared on pixels the forward-backward "
-        "check marks reliable. The input video's own error is there for scale: flow errors and sensor noise keep "
+        "<p class=note>Flicker: the change between consecutive output frames once the motion is undone, frame "
+        "t-1 warped to t by the <em>input</em> video's optical flow (DIS) and compared on pixels the "
+        "forward-backward check marks reliable, in 0-255 levels: the mean absolute difference (what a viewer "
+        "sees) and the mean squared one (it weighs big jumps more, so it flatters smoothing that spreads them). The input video's own error is there for scale: flow errors and sensor noise keep "
         "it above zero, and an output that follows the motion lands near it. Loss: the fast model's training objective on each output frame against its input frame, in fp32, "
         "averaged over the frames. Speed excludes scoring and the flicker measurement.</p>")
     parts.append(f"<h2>Over time</h2><p><img class=plot src=\"{_e(plot)}\" alt=\"flicker and loss per frame\"></p>")

@@ -3,7 +3,7 @@ the same objective (the fast model's training objective), each with and without 
 consistency, side by side.
 
 For each of the four runs it measures what a video user weighs: flicker (the temporal warping
-error of impasto.video.flicker, on the written frames), speed (frames per second, scoring excluded)
+error of impasto.video.flicker, on the written frames, absolute and squared), speed (frames per second, scoring excluded)
 and the objective's loss on every frame (is the steadier video still as stylised?). The input
 video's own warping error is reported for scale: flow errors and camera noise keep it above zero,
 and an output that follows the motion faithfully lands near it (below, where the style smooths
@@ -34,7 +34,7 @@ from impasto.serve.stylize import run_network
 from impasto.serve.video import DEFAULT_STRENGTH, stylize_video as stylize_video_fast
 from impasto.training.iterative.optimize import OptimizeConfig
 from impasto.training.iterative.video import stylize_video as stylize_video_iterative
-from impasto.video.flicker import METRIC_FLOW, video_temporal_error
+from impasto.video.flicker import METRIC_FLOW, Flicker, video_temporal_error
 from impasto.video.flow import FlowEstimator
 
 from .metrics import evaluate, json_default, machine
@@ -122,7 +122,7 @@ class FrameScorer:
             self._still("last", *self._last)
 
 
-def input_flicker(source, size: int, max_frames: Optional[int]) -> float:
+def input_flicker(source, size: int, max_frames: Optional[int]) -> Flicker:
     """The warping error of the input video itself (outputs = inputs), for scale."""
     def frames():
         return itertools.islice(vio.read_frames(source, size), max_frames)
@@ -186,29 +186,31 @@ def compare_video(source: str | os.PathLike, model: str | os.PathLike, output_di
         runs.append({"name": name, "method": method, "temporal": temporal, "file": path.name,
                      "frames": result.frames, "width": result.width, "height": result.height,
                      "seconds": seconds, "frames_per_second": result.frames / seconds,
-                     "flicker": result.flicker, "flicker_per_pair": result.flicker_per_pair,
+                     "flicker": asdict(result.flicker),
+                     "flicker_per_pair": [asdict(f) for f in result.flicker_per_pair],
                      "loss": mean, "loss_per_frame": scorer.scores, "stills": scorer.stills})
         if scorer.inputs:
             input_stills = scorer.inputs
-        log(f"  {result.frames} frames, {result.frames / seconds:.3g} frames/s, flicker {result.flicker:.5g}, "
+        log(f"  {result.frames} frames, {result.frames / seconds:.3g} frames/s, flicker {result.flicker}, "
             f"mean loss {mean['total']:.4g}")
     for r in runs:   # smoothing's effect: the same method's per-frame flicker over this run's
         plain = next(p for p in runs if p["method"] == r["method"] and not p["temporal"])
-        r["flicker_reduction"] = plain["flicker"] / r["flicker"] if r["flicker"] else None
+        r["flicker_reduction"] = {way: plain["flicker"][way] / r["flicker"][way] if r["flicker"][way] else None
+                                  for way in ("abs", "sq")}
 
     data = {"title": f"{card.get('style') or model.stem} on {Path(source).name}: fast vs iterative, temporal "
                      "consistency",
             "created": time.strftime("%Y-%m-%d %H:%M"), "source": Path(source).name, "video": asdict(info),
             "model": {"file": model.name, "style": card.get("style"), "steps": card.get("steps")},
             "objective": objective.describe(), "options": asdict(options), "machine": machine(),
-            "input_flicker": input_flicker(source, options.size, options.max_frames),
+            "input_flicker": asdict(input_flicker(source, options.size, options.max_frames)),
             "input_stills": input_stills, "runs": runs}
     write_video_metrics(data, out)
     write_video_report(data, out)
     return data
 
 
-METRIC_COLUMNS = ("run", "frame", "flicker") + TERMS
+METRIC_COLUMNS = ("run", "frame", "flicker_abs", "flicker_sq") + TERMS
 
 
 def write_video_metrics(data: dict, out: Path) -> None:
@@ -219,7 +221,8 @@ def write_video_metrics(data: dict, out: Path) -> None:
         w.writeheader()
         for r in data["runs"]:
             for i, score in enumerate(r["loss_per_frame"]):
-                flicker = r["flicker_per_pair"][i - 1] if 0 < i <= len(r["flicker_per_pair"]) else ""
-                w.writerow({"run": r["name"], "frame": i, "flicker": flicker,
+                pair = r["flicker_per_pair"][i - 1] if 0 < i <= len(r["flicker_per_pair"]) else {}
+                w.writerow({"run": r["name"], "frame": i, "flicker_abs": pair.get("abs", ""),
+                            "flicker_sq": pair.get("sq", ""),
                             **{k: f"{score.get(k, 0.0):.6g}" for k in TERMS}})
     (out / "metrics.json").write_text(json.dumps(data, indent=1, default=json_default) + "\n")

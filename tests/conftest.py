@@ -107,6 +107,32 @@ def clip(tmp_path_factory, photo):
 
 
 @pytest.fixture(scope="session")
+def pan_clip(data):
+    """A 4 px a frame camera pan over a real photo, with its exact flows (impasto.video.synthetic)."""
+    from impasto import images
+    from impasto.video import synthetic
+    return synthetic.pan(images.load(data / "content" / "chicago.jpg", max_side=320), n=10, width=128, height=96)
+
+
+@pytest.fixture(scope="session")
+def parallax_clip(data):
+    """Two layers panning at different speeds and an object crossing in front: occlusions."""
+    from impasto import images
+    from impasto.video import synthetic
+    load = lambda name: images.load(data / "content" / name, max_side=320)  # noqa: E731
+    return synthetic.parallax(load("tubingen.jpg"), load("golden_gate.jpg"), load("brad_pitt.jpg"), n=12,
+                              width=128, height=96)
+
+
+@pytest.fixture(scope="session")
+def bundled_engine():
+    """The bundled candy network on onnxruntime: a trained network responds to motion as users see."""
+    from impasto.serve.runtime import load_engine
+    from impasto.serve.zoo import resolve_style
+    return load_engine(resolve_style("candy"), "ort")
+
+
+@pytest.fixture(scope="session")
 def model(tmp_path_factory):
     """A randomly initialised slim transformer exported to ONNX: a real network for onnxruntime."""
     import torch

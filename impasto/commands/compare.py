@@ -176,9 +176,11 @@ def _run_video(args) -> int:
     data = compare_video(args.content[0], model, out, options, style_image=args.style_image,
                          vgg_weights=args.vgg_weights, style_search=[model.parent], log=log)
     for r in data["runs"]:
-        print(f"{r['name']:>22}: {r['frames_per_second']:7.3g} frames/s, flicker {r['flicker']:.5f}, "
+        print(f"{r['name']:>22}: {r['frames_per_second']:7.3g} frames/s, flicker {r['flicker']['abs']:.3g} abs, "
+              f"{r['flicker']['sq']:.3g} squared, "
               f"loss {r['loss']['total']:.4g}")
-    print(f"{'input video':>22}: flicker {data['input_flicker']:.5f} (for scale)")
+    print(f"{'input video':>22}: flicker {data['input_flicker']['abs']:.3g} abs, "
+          f"{data['input_flicker']['sq']:.3g} squared (for scale)")
     print(f"wrote {out / 'index.html'}")
     return 0
 

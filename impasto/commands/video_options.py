@@ -9,7 +9,7 @@ import sys
 
 from .options import integer, number
 
-DEFAULT_STRENGTH = 0.6   # impasto.serve.video.DEFAULT_STRENGTH (checked by a test; not imported: no numpy here)
+DEFAULT_STRENGTH = 0.8   # impasto.serve.video.DEFAULT_STRENGTH (checked by a test; not imported: no numpy here)
 
 
 def add_video_arguments(parser: argparse.ArgumentParser, iterative: bool = False) -> None:

@@ -15,7 +15,7 @@ import numpy as np
 
 from impasto.errors import ImpastoError
 
-from .flicker import FlickerTracker
+from .flicker import Flicker, FlickerTracker
 from .io import FrameProgress, VideoReader, VideoWriter, check_output
 
 Painter = Callable[[np.ndarray], np.ndarray]
@@ -33,13 +33,13 @@ class VideoResult:
     paint_seconds: float               # in the painter (network or optimiser)
     smooth_seconds: float              # in the temporal smoothing (flow, warp, blend)
     metric_seconds: float              # measuring flicker (not part of `seconds`)
-    flicker: Optional[float]           # temporal warping error of the output
-    flicker_raw: Optional[float]       # of the per-frame stylisation (when smoothing was on)
+    flicker: Optional[Flicker]         # temporal warping error of the output, abs and squared
+    flicker_raw: Optional[Flicker]     # of the per-frame stylisation (when smoothing was on)
     temporal: bool
     audio: bool
     warning: Optional[str] = None
     interrupted: bool = False          # stopped by Ctrl-C: the output holds the frames done so far
-    flicker_per_pair: list = field(default_factory=list)   # the output's error for frames (1, 2, ...)
+    flicker_per_pair: list = field(default_factory=list)   # the output's Flicker for frames (1, 2, ...)
 
     @property
     def frames_per_second(self) -> float:
@@ -50,10 +50,10 @@ class VideoResult:
                 f"{', audio kept' if self.audio else ''}; {self.seconds:.1f} s, {self.frames_per_second:.2f} "
                 f"frames/s)")
         if self.flicker is not None:
-            text += f"\nflicker (temporal warping error, lower is steadier): {self.flicker:.5f}"
-            if self.flicker_raw is not None and self.flicker > 0:
-                text += (f"; per-frame stylisation would be {self.flicker_raw:.5f} "
-                         f"({self.flicker_raw / self.flicker:.1f}x more)")
+            text += f"\nflicker (frame-to-frame change, 0-255 levels, lower is steadier): {self.flicker}"
+            if self.flicker_raw is not None:
+                text += (f"; per frame it would be {self.flicker_raw} "
+                         f"({self.flicker.times(self.flicker_raw)})")
         return text
 
 
@@ -105,7 +105,7 @@ def process_video(source, output, paint: Painter, max_side: Optional[int] = None
                         on_frame(frame.index, frame.image, out)
                     done = frame.index + 1
                     elapsed = time.perf_counter() - t0 - tracker.seconds
-                    status = f"flicker {tracker.out.value:.5f}" if measure and tracker.out.errors else ""
+                    status = f"flicker {tracker.out.value.abs:.3g}" if measure and tracker.out.errors else ""
                     bar.update(done, done / elapsed if elapsed > 0 else 0.0, status)
                 audio = writer.copies_audio
             count = writer.count

@@ -37,11 +37,13 @@ def test_compare_on_a_video_reports_flicker_speed_and_loss_for_each_run(tmp_path
         info = video.probe(out / r["file"])
         assert (r["frames"], info.width, info.height, info.fps) == (5, r["width"], r["height"], FPS)
         assert len(r["flicker_per_pair"]) == 4 and len(r["loss_per_frame"]) == 5 and r["frames_per_second"] > 0
-        assert r["flicker"] == pytest.approx(np.mean(r["flicker_per_pair"]))
-    # Temporal consistency shows in the numbers, for both paths.
-    assert runs["fast + temporal"]["flicker"] * 2 < runs["fast, per frame"]["flicker"]
-    assert runs["iterative + temporal"]["flicker"] * 1.5 < runs["iterative, per frame"]["flicker"]
-    assert 0 < report["input_flicker"] < runs["fast, per frame"]["flicker"]
+        for way in ("abs", "sq"):
+            assert r["flicker"][way] == pytest.approx(np.mean([f[way] for f in r["flicker_per_pair"]]))
+    # Temporal consistency shows in the numbers, for both paths, both ways.
+    for way in ("abs", "sq"):
+        assert runs["fast + temporal"]["flicker"][way] * 2 < runs["fast, per frame"]["flicker"][way]
+        assert runs["iterative + temporal"]["flicker"][way] * 1.5 < runs["iterative, per frame"]["flicker"][way]
+        assert 0 < report["input_flicker"][way] < runs["fast, per frame"]["flicker"][way]
 
     # The loss of a frame is the fast model's objective on it, computed directly.
     model = resolve_style("candy")

@@ -121,7 +121,8 @@ def test_flow_recovers_a_known_shift(photo):
     assert pair.mask[:, :4].mean() < 0.2          # left edge came from outside frame a
     assert pair.reliable_fraction > 0.8
     warped = warp.warp(a, pair.flow)
-    assert flicker.pair_error(a, b, pair) < 0.2 * np.mean((a - b) ** 2)
+    error = flicker.pair_error(a, b, pair)
+    assert error.sq < 0.2 * np.mean(((a - b) * 255) ** 2) and error.abs < 0.4 * np.abs(a - b).mean() * 255
     assert np.abs(warped - b)[8:-8, 8:-8].mean() < 0.03
 
 
@@ -129,12 +130,63 @@ def test_temporal_error_plain_function(photo):
     frames = list(clip_frames(photo, 4, W, H))
     with pytest.raises(ImpastoError, match="needs the flows"):
         flicker.temporal_error(frames)
-    assert flicker.temporal_error([frames[0]] * 3, inputs=[frames[0]] * 3) == pytest.approx(0.0, abs=1e-9)
+    still = flicker.temporal_error([frames[0]] * 3, inputs=[frames[0]] * 3)
+    assert still.abs == pytest.approx(0.0, abs=1e-6) and still.sq == pytest.approx(0.0, abs=1e-6)
     moving = flicker.temporal_error(frames, inputs=frames)
     zero_flows = [np.zeros((H, W, 2), np.float32)] * 3
     unaligned = flicker.temporal_error(frames, zero_flows, [np.ones((H, W), np.float32)] * 3)
-    assert moving < 0.5 * unaligned           # the flow explains most of the motion
+    assert moving.sq < 0.5 * unaligned.sq and moving.abs < 0.7 * unaligned.abs  # the flow explains the motion
     pairs = [flow.flow_pair(frames[i - 1], frames[i]) for i in range(1, 4)]
-    assert flicker.temporal_error(frames, pairs) == pytest.approx(moving)
+    assert flicker.temporal_error(frames, pairs) == moving
+    # Both ways, on 0-255 levels: a uniform change of 10 levels scores 10 and 100.
+    flat = [np.full((H, W, 3), 0.5, np.float32), np.full((H, W, 3), 0.5 + 10 / 255, np.float32)]
+    ten = flicker.temporal_error(flat, zero_flows[:1])
+    assert ten.abs == pytest.approx(10, rel=1e-3) and ten.sq == pytest.approx(100, rel=1e-3)
+    assert "10 abs, 100 squared" == str(ten)
     with pytest.raises(ImpastoError):
         flicker.temporal_error(frames, zero_flows[:2])
+
+
+# ----------------------------------------------------------------------------- clips with known motion
+
+def test_synthetic_pan_has_exact_flows(data):
+    from impasto import images
+    from impasto.video import synthetic
+    photo = images.load(data / "content" / "chicago.jpg", max_side=300)
+    clip = synthetic.pan(photo, n=5, width=96, height=64, step=3)
+    assert len(clip.frames) == 5 and len(clip.pairs) == 4 and clip.frames[0].shape == (64, 96, 3)
+    for t, pair in enumerate(clip.pairs, 1):
+        assert np.all(pair.flow[..., 0] == 3) and np.all(pair.flow[..., 1] == 0)
+        assert pair.mask[:, -3:].sum() == 0 and pair.mask[:, :-3].min() == 1   # new content on the right
+        moved = warp.warp(clip.frames[t - 1], pair.flow)
+        assert np.abs(moved - clip.frames[t])[:, :-3].max() < 1e-5
+    assert flicker.temporal_error(clip.frames, clip.pairs).abs < 1e-4
+
+
+def test_synthetic_parallax_marks_occlusions(tmp_path, data):
+    from impasto import images
+    from impasto.video import synthetic
+    load = lambda name: images.load(data / "content" / name, max_side=300)  # noqa: E731
+    clip = synthetic.parallax(load("tubingen.jpg"), load("golden_gate.jpg"), load("brad_pitt.jpg"), n=8,
+                              width=96, height=72)
+    for t, pair in enumerate(clip.pairs, 1):
+        moved = warp.warp(clip.frames[t - 1], pair.flow)
+        reliable = pair.mask > 0
+        assert np.abs(moved - clip.frames[t])[reliable].max() < 1e-5     # exact wherever trusted
+        assert 0.6 < reliable.mean() < 0.99                               # occlusions are marked
+        speeds = set(np.unique(pair.flow[..., 0]).tolist())
+        assert speeds <= {2.0, 5.0, -6.0} and len(speeds) >= 2          # layers move differently
+    obj = clip.covers[4][2]
+    assert 0.05 < obj.mean() < 0.4                                       # the object is in view
+    assert clip.region(2)[3].sum() > obj.sum()                           # where it is and was, grown
+    path = clip.write(tmp_path / "parallax.mp4")
+    info = video.probe(path)
+    assert (info.width, info.height, info.frames) == (96, 72, 8)
+    decoded = list(video.read_frames(path))
+    assert np.abs(decoded[4] - clip.frames[4]).mean() < 0.02
+
+
+def test_synthetic_clip_rejects_tiny_sizes(data):
+    from impasto.video import synthetic
+    with pytest.raises(ImpastoError, match="at least 2 frames"):
+        synthetic.compose([], 1, 64, 64)

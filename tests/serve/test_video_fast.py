@@ -25,12 +25,14 @@ def test_fast_video_keeps_count_size_rate_audio_and_smoothing_halves_flicker(tmp
         assert len(list(video.read_frames(result.output))) == N
         assert frame_times(result.output) == frame_times(clip)
         assert info.audio_codec == "aac" and result.audio
-    # The same per-frame stylisation, measured during the run: smoothing cuts flicker by > 2x.
-    assert plain.flicker == pytest.approx(smooth.flicker_raw, rel=1e-4)
-    assert smooth.flicker * 2 < plain.flicker
+    # The same per-frame stylisation, measured during the run: smoothing cuts flicker by > 2x,
+    # both ways.
+    assert plain.flicker.abs == pytest.approx(smooth.flicker_raw.abs, rel=1e-4)
+    assert plain.flicker.sq == pytest.approx(smooth.flicker_raw.sq, rel=1e-4)
+    assert smooth.flicker.abs * 2 < plain.flicker.abs and smooth.flicker.sq * 2 < plain.flicker.sq
     # ...and measured afterwards from the written files, as `impasto compare` would.
     measure = lambda out: flicker.video_temporal_error(video.read_frames(clip), video.read_frames(out))  # noqa: E731
-    assert measure(smooth.output) * 2 < measure(plain.output)
+    assert measure(smooth.output).abs * 2 < measure(plain.output).abs
 
 
 @pytest.mark.slow
@@ -81,20 +83,39 @@ def test_ctrl_c_keeps_the_frames_done(tmp_path, clip, engine):
     assert info.duration < 6.5 / 12   # the audio stops with the video
 
 
-def test_real_clip_if_available(tmp_path, data, engine):
-    """A real clip, when the shared data has one (none ships today): the first 12 frames."""
+def test_parallax_clip_with_occlusions(tmp_path, parallax_clip, engine):
+    """The clip real video resembles: layers at different speeds and an object crossing in front."""
     from impasto.serve.video import stylize_video
-    clips = sorted(p for p in data.rglob("*") if p.suffix.lower() in (".mp4", ".mov", ".webm", ".mkv", ".avi"))
-    if not clips:
-        pytest.skip("no real video clip in the shared data")
-    source = clips[0]
+    source = parallax_clip.write(tmp_path / "parallax.mp4")
     info = video.probe(source)
-    result = stylize_video(source, tmp_path / "real.mp4", engine, max_side=128, max_frames=12, progress=False)
+    result = stylize_video(source, tmp_path / "styled.mp4", engine, max_side=128, max_frames=12, progress=False)
     out = video.probe(result.output)
-    assert 1 <= result.frames <= 12 and result.frames == len(list(video.read_frames(result.output)))
+    assert result.frames == 12 == len(list(video.read_frames(result.output)))
     assert out.fps == info.fps and max(out.width, out.height) == 128
-    if result.flicker_raw:
-        assert result.flicker < result.flicker_raw
+    assert result.flicker.abs < result.flicker_raw.abs and result.flicker.sq < result.flicker_raw.sq
+
+
+def _smoothed_and_per_frame(clip, engine):
+    from impasto.serve.stylize import stylize_array
+    from impasto.serve.video import TemporalSmoother
+    raw = [stylize_array(engine, f) for f in clip.frames]
+    smoother = TemporalSmoother()
+    return [smoother(f, s) for f, s in zip(clip.frames, raw)], raw
+
+
+def test_smoothing_halves_what_a_viewer_sees_on_a_known_pan(pan_clip, bundled_engine):
+    """Flicker once the known pan is undone (the true flow): mean absolute change <= 0.5x."""
+    smooth, raw = _smoothed_and_per_frame(pan_clip, bundled_engine)
+    smoothed, per_frame = (flicker.temporal_error(x, pan_clip.pairs) for x in (smooth, raw))
+    assert smoothed.abs <= 0.5 * per_frame.abs and smoothed.sq <= 0.5 * per_frame.sq
+
+
+def test_smoothing_leaves_no_trails_behind_a_moving_object(parallax_clip, bundled_engine):
+    """Where the object is or was a frame ago, the smoothed video changes no more than per frame."""
+    smooth, raw = _smoothed_and_per_frame(parallax_clip, bundled_engine)
+    region = parallax_clip.region(2)
+    smoothed, per_frame = (flicker.temporal_error(x, parallax_clip.pairs, regions=region) for x in (smooth, raw))
+    assert smoothed.abs <= 1.0 * per_frame.abs
 
 
 @pytest.mark.slow

@@ -32,6 +32,7 @@ from impasto.models.transformer import ARCHITECTURES, TransformerNet
 from impasto.models.weights import load_vgg_weights
 
 from .checkpoint import META_KEY, config_hash, load_fast_checkpoint
+from .temporal import Motion, temporal_loss
 
 
 def device_name(device: torch.device) -> str:
@@ -89,6 +90,10 @@ class FastStyleModule(pl.LightningModule):
             objective; 0 for styles).
         style_relative: each style layer's error relative to its target Gram (StyleLoss); without
             it the HED VGG's relu1_2 outweighs the deeper layers 1000:1 and networks only grade colours.
+        temporal_weight: weight of the temporal term (`temporal.py`): a photo and a moved copy must
+            be painted alike, so video painted frame by frame flickers less. 0: off.
+        temporal_motion: the synthetic motion's range, keys of `temporal.Motion` (shift px, zoom,
+            rotate degrees, noise); default: Motion's.
     """
 
     def __init__(self, style_image: Optional[str] = None, style_name: Optional[str] = None, arch: str = "slim",
@@ -98,12 +103,18 @@ class FastStyleModule(pl.LightningModule):
                  style_layer_weights: Optional[Sequence[float]] = None, vgg_weights: Optional[str] = None,
                  lr: float = 1e-3, channels_last: bool = True, bf16_gram: bool = True, grid_size: int = 4,
                  init_from: Optional[str] = None, style_ramp_steps: int = 0, pixel_weight: float = 0.0,
-                 style_relative: bool = False):
+                 style_relative: bool = False, temporal_weight: float = 0.0,
+                 temporal_motion: Optional[dict] = None):
         super().__init__()
         if arch not in ARCHITECTURES:
             raise ImpastoError(f"unknown architecture {arch!r}; choose from {', '.join(ARCHITECTURES)}")
         if style_image is None and style_weight > 0:
             raise ImpastoError("style_image is needed when style_weight > 0")
+        try:
+            self.motion = Motion(**(temporal_motion or {}))
+        except TypeError:
+            raise ImpastoError(f"temporal_motion takes {', '.join(Motion.__dataclass_fields__)}; "
+                               f"got {', '.join(temporal_motion)}") from None
         self.save_hyperparameters()
         self.style_name = style_name or (Path(style_image).stem if style_image else "base")
         self.net = TransformerNet(arch)
@@ -124,6 +135,7 @@ class FastStyleModule(pl.LightningModule):
         self._fit_started: Optional[float] = None
         self._step_started: Optional[float] = None
         self._grid: list[torch.Tensor] = []
+        self._val_motion: Optional[torch.Generator] = None   # the same motions in every validation
 
     # -- the objective ------------------------------------------------------------------------
     def prepare_loss(self, device: Optional[torch.device] = None) -> Objective:
@@ -169,6 +181,10 @@ class FastStyleModule(pl.LightningModule):
         if self.hparams.get("pixel_weight", 0.0) > 0:   # the base network: give the photo back
             terms["pixel"] = self.hparams.pixel_weight * F.mse_loss(y.float(), x.float())
             total = total + terms["pixel"]
+        if self.hparams.get("temporal_weight", 0.0) > 0:
+            generator = None if self.training else self._val_motion
+            terms["temporal"] = self.hparams.temporal_weight * temporal_loss(self, x, y, self.motion, generator)
+            total = total + terms["temporal"]
         return total, terms, y
 
     # -- Lightning hooks ----------------------------------------------------------------------
@@ -221,6 +237,7 @@ class FastStyleModule(pl.LightningModule):
 
     def on_validation_epoch_start(self):
         self._grid = []
+        self._val_motion = torch.Generator().manual_seed(0)
 
     def on_validation_epoch_end(self):
         if self.trainer.sanity_checking is False:
@@ -268,7 +285,7 @@ class FastStyleModule(pl.LightningModule):
             "loss_terms": self.final_loss_terms(),
             "val_loss_terms": dict(self._val_terms),
             "loss_weights": {"content": hp.content_weight, "style": hp.style_weight, "tv": hp.tv_weight,
-                             "histogram": hp.histogram_weight},
+                             "histogram": hp.histogram_weight, "temporal": hp.get("temporal_weight", 0.0)},
             "device": device_name(self.device),
             "vgg": self.loss_fn.weights_source.source if self.loss_fn is not None else hp.vgg_weights,
             "wall_time_s": round(self.wall_time_s(), 1),

@@ -157,6 +157,16 @@ def test_ddp_two_cpu_processes_on_gloo(photos, style_image, tmp_path):
     assert set(train_losses(run)) == {0, 1, 2}           # logged once (rank 0), one row per step
 
 
+def test_train_command_logs_the_temporal_term(photos, style_image, tmp_path):
+    from impasto.cli import main
+    run = tmp_path / "run"
+    assert main(["train", *tiny_args(photos, style_image, run, 3, "--model.temporal_weight", "1000",
+                                     "--model.temporal_motion", "{shift: 4, noise: 0.02}")]) == 0
+    rows = list(csv.DictReader(open(run / "csv" / "metrics.csv")))
+    assert [float(r["train/temporal"]) for r in rows if r.get("train/temporal")][0] > 0
+    assert any(r.get("val/temporal") for r in rows)
+
+
 def test_epoch_sampler_gives_each_rank_its_own_photos():
     from impasto.training.fast.data import EpochSampler
     shards = [list(EpochSampler(10, 2, 0, 0, 0, rank, 2)) for rank in (0, 1)]

@@ -1,0 +1,65 @@
+"""The temporal training term: exact synthetic motion, a term that measures disagreement, and
+training that lowers it."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from impasto.errors import ImpastoError
+from impasto.models.transformer import TransformerNet
+from impasto.training.fast.temporal import Motion, move, random_motion, temporal_loss
+
+
+
+@pytest.fixture(scope="module")
+def batch(data):
+    from impasto import images
+    from impasto.models.tensors import to_tensor
+    files = sorted((data / "coco_sample").glob("*.jpg"))[:4]
+    return torch.cat([to_tensor(images.load(f, max_side=96))[..., :64, :64] for f in files])
+
+
+def test_whole_pixel_shifts_are_exact(batch):
+    theta = random_motion(4, 64, 64, Motion(shift=6, noise=0), torch.Generator().manual_seed(1))
+    moved, inside = move(batch, theta)
+    for i in range(4):
+        dx, dy = (theta[i, :, 2] * 32).round().int().tolist()     # back to pixels
+        assert theta[i, 0, 2] * 32 == dx and theta[i, 1, 2] * 32 == dy
+        ys, xs = slice(max(0, -dy), 64 - max(0, dy)), slice(max(0, -dx), 64 - max(0, dx))
+        src = batch[i, :, max(0, dy):64 + min(0, dy), max(0, dx):64 + min(0, dx)]
+        assert torch.allclose(moved[i, :, ys, xs], src, atol=1e-5)
+        assert inside[i, 0].sum() == (64 - abs(dx)) * (64 - abs(dy))
+
+
+def test_the_term_is_zero_for_a_network_that_follows_the_motion_and_not_for_ours(batch):
+    pointwise = torch.nn.Conv2d(3, 3, 1)        # sees each pixel alone: moves exactly with the photo
+    motion = Motion(shift=6, noise=0)
+    with torch.no_grad():
+        zero = temporal_loss(pointwise, batch, pointwise(batch), motion, torch.Generator().manual_seed(0))
+        torch.manual_seed(0)
+        net = TransformerNet("slim")
+        ours = temporal_loss(net, batch, net(batch), motion, torch.Generator().manual_seed(0))
+    assert zero < 1e-10 < 1e-5 < ours
+
+
+def test_training_on_the_term_lowers_it(batch):
+    torch.manual_seed(0)
+    net = TransformerNet("slim")
+    motion = Motion(shift=6)
+    fixed = lambda: temporal_loss(net, batch, net(batch), motion, torch.Generator().manual_seed(0))  # noqa: E731
+    with torch.no_grad():
+        before = float(fixed())
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    for _ in range(15):
+        opt.zero_grad()
+        temporal_loss(net, batch, net(batch), motion).backward()
+        opt.step()
+    with torch.no_grad():
+        assert float(fixed()) < 0.5 * before
+
+
+def test_bad_motion_keys_are_named():
+    from impasto.training.fast.module import FastStyleModule
+    with pytest.raises(ImpastoError, match="temporal_motion takes shift, zoom, rotate, noise"):
+        FastStyleModule(style_weight=0, temporal_motion={"shfit": 3})
