@@ -199,7 +199,7 @@ def main() -> int:
     ap.add_argument("--multi-styles", default="candy,udnie,mosaic",
                     help="styles of that multi-style network (default: %(default)s)")
     ap.add_argument("--multi-minutes", type=float, default=3.0, help="its CPU minutes (default: %(default)s)")
-    ap.add_argument("--norm-lr", type=float, default=0.01,
+    ap.add_argument("--norm-lr", type=float, default=0.03,
                     help="learning rate of the added style's norm rows (default: %(default)s)")
     ap.add_argument("--source", type=Path, default=SHARED / "data" / "coco_sample",
                     help="training photos (default: %(default)s)")
