@@ -170,9 +170,10 @@ class ConditionalInstanceNorm2d(nn.Module):
     """Instance norm whose scale and shift belong to the style (Dumoulin et al. 2017).
 
     `weight` and `bias` are (styles, channels) tables. The forward takes style weights: (N, S),
-    one mix per image, or (N, S, H, W), one mix per pixel (resized to this layer's size). The
-    layer's scale and shift are the weights times the tables, so a one-hot row is exactly that
-    style and a mix blends the styles' parameters (not their outputs).
+    one mix per image, or (N, S, H, W), one mix per pixel (resized to this layer's size, each
+    style normalised by the statistics of the pixels it paints). The layer's scale and shift are
+    the weights times the tables, so a one-hot row is exactly that style and a mix blends the
+    styles' parameters (not their outputs).
     """
 
     def __init__(self, channels: int, num_styles: int, eps: float = 1e-5):
