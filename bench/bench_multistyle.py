@@ -92,7 +92,8 @@ def latency(styles: int, size: int, repeats: int, threads: int, folder: Path) ->
 # ----------------------------------------------------------------------------- training on a CPU budget
 
 class CpuBudget(pl.Callback):
-    """Stops training once the process has spent `seconds` of CPU time in it (VGG targets excluded)."""
+    """Stops training before the process has spent more than `seconds` of CPU time in it (VGG
+    targets excluded): it stops when the next step, as long as the last, would cross the budget."""
 
     def __init__(self, seconds: float):
         self.seconds, self.used, self._start = seconds, 0.0, None
@@ -101,8 +102,8 @@ class CpuBudget(pl.Callback):
         self._start = time.process_time()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        self.used = time.process_time() - self._start
-        if self.used >= self.seconds:
+        last, self.used = self.used, time.process_time() - self._start
+        if self.used + (self.used - last) > self.seconds:
             trainer.should_stop = True
 
 
