@@ -1,7 +1,11 @@
 """Export a trained TransformerNet to ONNX, check it against PyTorch, and make fp16/int8 variants.
 
 The exported graph takes `input` (N, 3, H, W) float32 RGB in 0..1 with dynamic batch, height and
-width, and returns `output` of the same shape in 0..1. Facts a runtime needs (style, architecture,
+width, and returns `output` of the same shape in 0..1. A multi-style network takes a second input,
+`style_weights`: (N, S) float32, one mix of its S styles per image (a one-hot row is one style),
+or, in its spatial variant (`spatial=True`), (N, S, H, W): one mix per pixel of the input. The
+two are separate graphs because the per-pixel one resizes the map to every norm layer, work the
+plain blend should not pay for. Facts a runtime needs (style, architecture,
 input range, the pad multiple, the training config hash) ride along as ONNX metadata properties,
 so a bare .onnx file is self-describing. Every file is written atomically: a crash never leaves a
 half-written model where a server would load it.
@@ -30,6 +34,7 @@ from onnxruntime.transformers.float16 import convert_float_to_float16
 from impasto import __version__, images
 from impasto.errors import ImpastoError
 from impasto.files import atomic_write_bytes
+from impasto.models.transformer import MultiStyleTransformerNet
 
 # Opset 21 (ONNX 1.16): the newest that the oldest onnxruntime this package allows (1.18) runs,
 # so an exported file loads everywhere impasto installs (and in Triton releases that bundle
@@ -37,6 +42,7 @@ from impasto.files import atomic_write_bytes
 # Exports at 22 and 23 were checked here too (`--opset`).
 DEFAULT_OPSET = 21
 INPUT_NAME, OUTPUT_NAME = "input", "output"
+STYLE_INPUT_NAME = "style_weights"
 META_PREFIX = "impasto."
 
 
@@ -81,21 +87,35 @@ def read_metadata(path_or_model) -> dict:
 def export_onnx(net, path: str | os.PathLike, *, style: str, arch: str | None = None,
                 config_hash: str = "", extra_meta: dict | None = None,
                 opset: int = DEFAULT_OPSET, sample_hw: tuple[int, int] = (128, 128),
-                verbose: bool = False) -> Path:
-    """Trace `net` with torch.export (dynamic batch/H/W) and write an ONNX file atomically."""
+                verbose: bool = False, styles: Sequence[str] = (), spatial: bool = False) -> Path:
+    """Trace `net` with torch.export (dynamic batch/H/W) and write an ONNX file atomically.
+
+    A MultiStyleTransformerNet gets the `style_weights` input: (N, S), or with `spatial`
+    (N, S, H, W) at the input's size; `styles` names its S styles in order (metadata)."""
 
     net = net.eval()
     arch = arch or getattr(net, "arch_name", "custom")
     x = torch.rand(1, 3, *sample_hw)
     batch, height, width = (torch.export.Dim(n) for n in ("batch", "height", "width"))
+    args, names, dynamic = (x,), [INPUT_NAME], {"x": {0: batch, 2: height, 3: width}}
+    multi = isinstance(net, MultiStyleTransformerNet)
+    if multi:
+        count = net.num_styles
+        styles = list(styles) or [f"style{i}" for i in range(count)]
+        if len(styles) != count:
+            raise ImpastoError(f"{len(styles)} style names for a network with {count} styles")
+        w = torch.full((1, count, *sample_hw) if spatial else (1, count), 1.0 / count)
+        args, names = (x, w), [INPUT_NAME, STYLE_INPUT_NAME]
+        dynamic["style_weights"] = {0: batch, 2: height, 3: width} if spatial else {0: batch}
+    elif spatial:
+        raise ImpastoError("only a multi-style network has a spatial (per-pixel style weights) variant")
     sink = io.StringIO()
     with warnings.catch_warnings(), torch.no_grad(), contextlib.redirect_stdout(sink), \
             contextlib.redirect_stderr(sink):
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
-            net, (x,), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-            dynamic_shapes={"x": {0: batch, 2: height, 3: width}},
-            dynamo=True, opset_version=opset, verbose=False)
+            net, args, input_names=names, output_names=[OUTPUT_NAME],
+            dynamic_shapes=dynamic, dynamo=True, opset_version=opset, verbose=False)
     if verbose:
         print(sink.getvalue(), end="")
     model = program.model_proto
@@ -113,6 +133,10 @@ def export_onnx(net, path: str | os.PathLike, *, style: str, arch: str | None = 
         "config_hash": config_hash or "",
         "parameters": spec.get("parameters", ""),
         "impasto_version": __version__,
+        **({"styles": ",".join(styles), "spatial": str(spatial).lower(),
+            STYLE_INPUT_NAME: (f"{STYLE_INPUT_NAME}: float32 (N, {len(styles)}, H, W), per pixel, the input's H/W"
+                               if spatial else f"{STYLE_INPUT_NAME}: float32 (N, {len(styles)}), one mix per image")
+            + "; non-negative, summing to 1 over the styles"} if multi else {}),
         **(extra_meta or {}),
     })
     return save_model(model, path)
@@ -146,6 +170,10 @@ def parity(net, onnx_path, images: Sequence[np.ndarray] = (), random_shapes: Ite
               for im in images]
     report: dict = {}
     net = net.eval()
+    if isinstance(net, MultiStyleTransformerNet):
+        cases = [(kind, x, _random_style_weights(sess, x, rng)) for kind, x in cases]
+    else:
+        cases = [(kind, x, None) for kind, x in cases]
     # One thread: a parity check needs no speed, and OpenMP's spinning threads slow to a crawl
     # when the cores are shared (measured here: 2.8 s vs 0.02 s for a small batch).
     threads = torch.get_num_threads()
@@ -156,11 +184,27 @@ def parity(net, onnx_path, images: Sequence[np.ndarray] = (), random_shapes: Ite
         torch.set_num_threads(threads)
 
 
+def _random_style_weights(sess, x: np.ndarray, rng) -> np.ndarray:
+    """Random mixes for a multi-style model: one per image, or a smooth one per pixel."""
+    second = sess.get_inputs()[1]
+    count = second.shape[1]
+    n, _, h, w = x.shape
+    if len(second.shape) == 2:
+        return rng.dirichlet(np.ones(count), size=n).astype(np.float32)
+    ramp = np.linspace(0.0, 1.0, w, dtype=np.float32)[None, None, None, :] * np.ones((n, count, h, w), np.float32)
+    mix = rng.random((n, count, 1, 1), dtype=np.float32) + ramp * rng.random((n, count, 1, 1), dtype=np.float32)
+    return mix / mix.sum(1, keepdims=True)
+
+
 def _parity_cases(net, sess, cases, report: dict) -> dict:
-    for kind, x in cases:
+    for kind, x, weights in cases:
         with torch.no_grad():
-            ref = net(torch.from_numpy(x)).numpy()
-        out = sess.run(None, {INPUT_NAME: x})[0]
+            if weights is None:
+                ref = net(torch.from_numpy(x)).numpy()
+            else:
+                ref = net(torch.from_numpy(x), torch.from_numpy(weights)).numpy()
+        feed = {INPUT_NAME: x} if weights is None else {INPUT_NAME: x, STYLE_INPUT_NAME: weights}
+        out = sess.run(None, feed)[0]
         if out.shape != ref.shape:
             raise ImpastoError(f"ONNX output shape {out.shape} differs from PyTorch's {ref.shape}")
         d = np.abs(out.astype(np.float64) - ref)
@@ -229,13 +273,25 @@ def calibration_batches(paths: Sequence[str | os.PathLike], size: int = 256, lim
 def to_int8(src, dst, calibration: Sequence[np.ndarray]) -> Path:
     """Static int8 quantisation (QDQ, per-channel weights) calibrated on real photos."""
 
+    inputs = [i.name for i in onnx.load(str(src), load_external_data=False).graph.input]
+    count = len(read_metadata(src).get("styles", "").split(","))
+
     class Reader(CalibrationDataReader):
+        """Real photos; a multi-style model sees each style in turn (one-hot), so every style's
+        activation ranges count."""
+
         def __init__(self):
-            self.it = iter(calibration)
+            self.it = enumerate(calibration)
 
         def get_next(self):
-            x = next(self.it, None)
-            return None if x is None else {INPUT_NAME: x}
+            i, x = next(self.it, (None, None))
+            if x is None:
+                return None
+            if STYLE_INPUT_NAME not in inputs:
+                return {INPUT_NAME: x}
+            w = np.zeros((x.shape[0], count), np.float32)
+            w[:, i % count] = 1.0
+            return {INPUT_NAME: x, STYLE_INPUT_NAME: w}
 
     dst = Path(dst)
     logging.getLogger().setLevel(logging.ERROR)  # the quantiser logs advice at WARNING on root

@@ -24,6 +24,7 @@ from impasto.files import atomic_write_bytes
 from impasto.models.zoo.card import card_from_meta, write_card, write_style_thumbnail
 from impasto.serve.runtime import OpenVinoEngine, OrtEngine, cpu_has_bf16, openvino_available
 from impasto.serve.stylize import run_network
+from impasto.serve.zoo import spatial_path
 from impasto.training.fast.checkpoint import load_fast_checkpoint
 
 from .onnx_export import (DEFAULT_OPSET, calibration_batches, export_onnx, parity,
@@ -118,6 +119,24 @@ def _real_photos(paths: Sequence[Path], size: int) -> list[np.ndarray]:
     return [images.load(p, max_side=size) for p in paths]
 
 
+def _export_checked(net, output: Path, meta: dict, opset: int, real: Sequence[np.ndarray], log,
+                    spatial: bool = False) -> dict:
+    """Export, then check onnxruntime against PyTorch (random and real inputs); refuse a broken file."""
+    t0 = time.perf_counter()
+    export_onnx(net, output, style=meta["style"], arch=meta["arch"], config_hash=str(meta.get("config_hash", "")),
+                opset=opset, styles=meta.get("styles") or (), spatial=spatial)
+    log(f"exported {output} ({output.stat().st_size / 1e6:.1f} MB, opset {opset}) "
+        f"in {time.perf_counter() - t0:.1f} s")
+    par = parity(net, output, real)
+    for kind, r in par.items():
+        log(f"parity vs PyTorch on {r['cases']} {kind} input(s): max abs diff {r['max_abs_diff']:.2e}, "
+            f"mean {r['mean_abs_diff']:.2e}")
+    worst = max(r["max_abs_diff"] for r in par.values())
+    if worst > 1e-3:
+        raise ImpastoError(f"ONNX output differs from PyTorch by up to {worst:.3g}: export is broken")
+    return par
+
+
 def export_style(checkpoint, output, *, style: str | None = None, arch: str | None = None,
                  photos: Sequence[Path] = (), calibration: Sequence[Path] = (),
                  variants: bool = True, keep_variants: bool = False, card: Path | None = None,
@@ -128,24 +147,23 @@ def export_style(checkpoint, output, *, style: str | None = None, arch: str | No
     if output.suffix != ".onnx":
         raise ImpastoError(f"{output}: the output file must end in .onnx")
     net, meta = load_checkpoint(checkpoint, arch, style)
-    t0 = time.perf_counter()
-    export_onnx(net, output, style=meta["style"], arch=meta["arch"],
-                config_hash=str(meta.get("config_hash", "")), opset=opset)
-    log(f"exported {output} ({output.stat().st_size / 1e6:.1f} MB, opset {opset}) "
-        f"in {time.perf_counter() - t0:.1f} s")
+    styles = list(meta.get("styles") or [])
     real = _real_photos(photos, 256)
-    par = parity(net, output, real)
-    for kind, r in par.items():
-        log(f"parity vs PyTorch on {r['cases']} {kind} input(s): max abs diff {r['max_abs_diff']:.2e}, "
-            f"mean {r['mean_abs_diff']:.2e}")
-    worst = max(r["max_abs_diff"] for r in par.values())
-    if worst > 1e-3:
-        raise ImpastoError(f"ONNX output differs from PyTorch by up to {worst:.3g}: export is broken")
+    par = _export_checked(net, output, meta, opset, real, log)
     training_half = card_from_meta(meta)
+    inputs = "float32 NCHW RGB 0..1, dynamic N/H/W"
+    if styles:
+        inputs += f"; style_weights float32 (N, {len(styles)}): the mix of {', '.join(styles)}"
     report = {**training_half, "style": meta["style"], "arch": meta["arch"],
               "onnx": {"file": output.name, "opset": opset, "bytes": output.stat().st_size,
-                       "sha256": sha256(output), "inputs": "float32 NCHW RGB 0..1, dynamic N/H/W",
+                       "sha256": sha256(output), "inputs": inputs,
                        "parity_vs_pytorch": par}}
+    if styles:   # the per-pixel variant (spatial blending), next to it
+        spatial = spatial_path(output)
+        spatial_parity = _export_checked(net, spatial, meta, opset, real, log, spatial=True)
+        report["onnx"]["spatial"] = {"file": spatial.name, "sha256": sha256(spatial),
+                                     "inputs": f"style_weights float32 (N, {len(styles)}, H, W), per pixel",
+                                     "parity_vs_pytorch": spatial_parity}
     if variants:
         vdir = output.parent if keep_variants else Path(tempfile.mkdtemp(prefix="impasto-variants-"))
         files = {"fp32": output}

@@ -13,7 +13,7 @@ from .errors import ImpastoError
 from .interrupts import ignore_further_interrupts
 
 COMMANDS = (
-    "optimize", "reconstruct", "train", "pack", "train_gpu", "export", "stylize", "styles", "serve", "compare",
+    "optimize", "reconstruct", "train", "train_multi", "pack", "train_gpu", "export", "stylize", "styles", "serve", "compare",
     "explore",
 )
 

@@ -40,6 +40,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from impasto import __version__
 from impasto.errors import ImpastoError
 
+from . import blend as blending
 from . import guard, service, zoo
 from .metrics import Registry
 from .runtime import default_threads
@@ -121,9 +122,13 @@ class LockedEngine:
     def __init__(self, engine, semaphore: threading.Semaphore):
         self.engine, self.semaphore = engine, semaphore
 
-    def __call__(self, x):
+    def __call__(self, x, style_weights=None):
         with self.semaphore:
-            return self.engine(x)
+            return self.engine(x, style_weights)
+
+    @property
+    def styles(self) -> list[str]:
+        return self.engine.styles
 
     def describe(self) -> str:
         return self.engine.describe()
@@ -135,11 +140,12 @@ class SharedStyles(service.Styles):
         self._sem = threading.Semaphore(max(1, slots))
         self._wrapped: dict = {}
 
-    def engine(self, name):
-        eng = super().engine(name)
-        w = self._wrapped.get(name)
+    def engine(self, name, spatial: bool = False):
+        eng = super().engine(name, spatial)
+        key = (name, spatial)
+        w = self._wrapped.get(key)
         if w is None or w.engine is not eng:
-            w = self._wrapped[name] = LockedEngine(eng, self._sem)
+            w = self._wrapped[key] = LockedEngine(eng, self._sem)
         return w
 
 
@@ -286,8 +292,14 @@ def _add_stylize_route(app: FastAPI, parts: _Parts) -> None:
         strength: float = Form(1.0, ge=0.0, le=1.0, description="1 = fully stylised, 0 = the photo"),
         preserve_color: bool = Form(False, description="keep the photo's colours"),
         format: str = Form("jpeg", description="png, jpeg or webp"),
+        blend: str | None = Form(None, max_length=blending.MAX_BLEND_TEXT,
+                                 description="a multi-style model's mix, e.g. candy:0.7,udnie:0.3 "
+                                             "(weights >= 0, normalised); with a mask: FIRST,SECOND"),
+        mask: UploadFile | None = File(None, description="a grey image of the photo's proportions: "
+                                                         "white paints the first style of blend, black the second"),
     ):
         style = style or None  # an empty field means the default style
+        blend = blend or None
         if style is not None:
             zoo.check_style_name(style)
         service.parse_output_format(format)
@@ -299,12 +311,17 @@ def _add_stylize_route(app: FastAPI, parts: _Parts) -> None:
             # spooled file (on disk past 1 MB), not in memory.
             file.file.seek(0)
             data = file.file.read(settings.limits.max_body_bytes + 1)
+            mask_data = None
+            if mask is not None and mask.filename:
+                mask.file.seek(0)
+                mask_data = mask.file.read(settings.limits.max_body_bytes + 1)
             try:
                 return service.stylize_upload(data, styles, style=style, size=size, strength=strength,
                                               preserve_color=preserve_color, out_format=format,
-                                              limits=settings.limits, budget=budget)
+                                              limits=settings.limits, budget=budget, blend=blend,
+                                              mask=mask_data)
             finally:
-                del data
+                del data, mask_data
                 guard.release_memory()
         try:
             result = await gate.run(work, settings.timeout_s)
@@ -316,7 +333,7 @@ def _add_stylize_route(app: FastAPI, parts: _Parts) -> None:
         metrics.inference.observe(result.inference_ms / 1000, result.style)
         return Response(result.data, media_type=result.media_type, headers={
             "X-Inference-Ms": f"{result.inference_ms:.1f}", "X-Total-Ms": f"{result.total_ms:.1f}",
-            "X-Backend": result.backend, "X-Style": result.style,
+            "X-Backend": result.backend, "X-Style": result.style, **({"X-Blend": result.blend} if result.blend else {}),
             "X-Image-Size": f"{result.width}x{result.height}",
             "Content-Disposition": f'inline; filename="{result.style}.{result.extension}"'})
 

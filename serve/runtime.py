@@ -27,6 +27,7 @@ import onnxruntime as ort
 from impasto.errors import ImpastoError
 
 INPUT_NAME = "input"
+STYLE_INPUT_NAME = "style_weights"   # a multi-style model's second input: (N, S) or, spatial, (N, S, H, W)
 BACKENDS = ("auto", "ort", "ort-cuda", "openvino", "openvino-fp32")
 
 
@@ -89,19 +90,48 @@ def choose_backend(requested: str = "auto") -> str:
 
 
 class Engine:
-    """Runs one exported network: (N, 3, H, W) float32 in 0..1 -> same shape in 0..1."""
+    """Runs one exported network: (N, 3, H, W) float32 in 0..1 -> same shape in 0..1.
+
+    A multi-style model (`styles` names its styles, in input order) also takes style weights:
+    (N, S), or (N, S, H, W) for its spatial variant (`spatial`); without them it paints its
+    first style."""
 
     backend = "?"
     precision = "fp32"
+    styles: list[str] = []
+    spatial = False
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+    def __call__(self, x: np.ndarray, style_weights: np.ndarray | None = None) -> np.ndarray:  # pragma: no cover
         raise NotImplementedError
 
     def describe(self) -> str:
         return f"{self.backend} {self.precision}"
+
+    def _read_styles(self, metadata: dict, style_input_rank: int | None) -> None:
+        if style_input_rank is None:
+            return
+        self.styles = [n for n in metadata.get("impasto.styles", "").split(",") if n]
+        self.spatial = style_input_rank == 4
+
+    def style_feed(self, x: np.ndarray, style_weights: np.ndarray | None) -> np.ndarray | None:
+        """The style_weights input for a batch `x`, checked against the model; None for a
+        single-style model."""
+        if not self.styles:
+            if style_weights is not None:
+                raise ImpastoError(f"{self.path.name} paints one style; style weights need a multi-style model")
+            return None
+        n, _, h, w = x.shape
+        if style_weights is None:   # the first style
+            style_weights = np.zeros((n, len(self.styles)) + ((h, w) if self.spatial else ()), np.float32)
+            style_weights[:, 0] = 1.0
+        want = (n, len(self.styles)) + ((h, w) if self.spatial else ())
+        if style_weights.shape != want:
+            raise ImpastoError(f"style weights of shape {style_weights.shape} for {self.path.name}, "
+                               f"which takes {want}")
+        return np.ascontiguousarray(style_weights, dtype=np.float32)
 
 
 class OrtEngine(Engine):
@@ -127,12 +157,20 @@ class OrtEngine(Engine):
         active = self.session.get_providers()
         if active and active[0] == "CUDAExecutionProvider":
             self.backend = "onnxruntime-cuda"
-        inp = self.session.get_inputs()[0]
+        inputs = self.session.get_inputs()
+        inp = inputs[0]
         self.input_name = inp.name
         self.input_type = np.float16 if "float16" in inp.type else np.float32
+        self.style_input = inputs[1].name if len(inputs) > 1 else None
+        self._read_styles(self.session.get_modelmeta().custom_metadata_map,
+                          len(inputs[1].shape) if len(inputs) > 1 else None)
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        out = self.session.run(None, {self.input_name: x.astype(self.input_type, copy=False)})[0]
+    def __call__(self, x: np.ndarray, style_weights: np.ndarray | None = None) -> np.ndarray:
+        feed = {self.input_name: x.astype(self.input_type, copy=False)}
+        weights = self.style_feed(x, style_weights)
+        if weights is not None:
+            feed[self.style_input] = weights
+        out = self.session.run(None, feed)[0]
         return out.astype(np.float32, copy=False)
 
 
@@ -164,6 +202,10 @@ class OpenVinoEngine(Engine):
         except Exception as exc:
             raise ImpastoError(f"{path}: cannot compile the model with OpenVINO: {_one_line(exc)}") from None
         self.input_name = self.compiled.inputs[0].get_any_name()
+        inputs = self.compiled.inputs
+        self.style_input = inputs[1].get_any_name() if len(inputs) > 1 else None
+        if self.style_input:
+            self._read_styles(_onnx_metadata(path), inputs[1].get_partial_shape().rank.get_length())
         self._pool = self._make_pool(self.compiled)
         self.static_shapes, self.static_after = static_shapes, static_after
         self._static: "OrderedDict[tuple, queue.Queue]" = OrderedDict()
@@ -173,7 +215,8 @@ class OpenVinoEngine(Engine):
         # One tiny inference now, in one thread: OpenVINO's Python binding initialises numpy's C
         # API lazily on first tensor access, and two threads doing that first access at once
         # deadlock inside pybind11 (seen here: both stuck in gil_safe_call_once_and_store).
-        self._run(self._pool, np.zeros((1, 3, 8, 8), np.float32))
+        tiny = np.zeros((1, 3, 8, 8), np.float32)
+        self._run(self._pool, tiny, self.style_feed(tiny, None))
 
     def _make_pool(self, compiled) -> queue.Queue:
         pool: queue.Queue = queue.Queue()
@@ -181,40 +224,44 @@ class OpenVinoEngine(Engine):
             pool.put(compiled.create_infer_request())
         return pool
 
-    def _pool_for(self, shape: tuple) -> queue.Queue:
+    def _pool_for(self, shapes: tuple) -> queue.Queue:
+        """shapes: the input's shape, then the style weights' when the model takes them."""
         if not self.static_shapes:
             return self._pool
         with self._lock:
-            pool = self._static.get(shape)
+            pool = self._static.get(shapes)
             if pool is not None:
-                self._static.move_to_end(shape)
+                self._static.move_to_end(shapes)
                 return pool
-            self._seen[shape] = n = self._seen.get(shape, 0) + 1
-            if n < self.static_after or shape in self._compiling:
+            self._seen[shapes] = n = self._seen.get(shapes, 0) + 1
+            if n < self.static_after or shapes in self._compiling:
                 return self._pool
-            self._compiling.add(shape)
+            self._compiling.add(shapes)
         try:
             model = read_onnx(self.path)
-            model.reshape({self.input_name: list(shape)})
+            names = [self.input_name] + ([self.style_input] if self.style_input else [])
+            model.reshape({name: list(shape) for name, shape in zip(names, shapes)})
             pool = self._make_pool(self.core.compile_model(model, "CPU", self.config))
         except Exception:  # a shape OpenVINO cannot specialise: stay on the dynamic model
             pool = self._pool
         with self._lock:
-            self._compiling.discard(shape)
-            self._static[shape] = pool
+            self._compiling.discard(shapes)
+            self._static[shapes] = pool
             while len(self._static) > self.static_shapes:
                 self._static.popitem(last=False)
         return pool
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
+    def __call__(self, x: np.ndarray, style_weights: np.ndarray | None = None) -> np.ndarray:
         x = np.ascontiguousarray(x, dtype=np.float32)
-        return self._run(self._pool_for(tuple(x.shape)), x)
+        weights = self.style_feed(x, style_weights)
+        shapes = (tuple(x.shape),) if weights is None else (tuple(x.shape), tuple(weights.shape))
+        return self._run(self._pool_for(shapes), x, weights)
 
     @staticmethod
-    def _run(pool: queue.Queue, x: np.ndarray) -> np.ndarray:
+    def _run(pool: queue.Queue, x: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
         req = pool.get()
         try:
-            res = req.infer({0: x})
+            res = req.infer({0: x} if weights is None else {0: x, 1: weights})
             return np.array(next(iter(res.values())), dtype=np.float32, copy=True)
         finally:
             pool.put(req)
@@ -230,6 +277,15 @@ def read_onnx(path: str | os.PathLike):
     from openvino.frontend import FrontEndManager
     fe = FrontEndManager().load_by_framework("onnx")
     return fe.convert(fe.load(str(path)))
+
+
+def _onnx_metadata(path: str | os.PathLike) -> dict:
+    """An ONNX file's metadata properties, read with onnxruntime's reader (OpenVINO's model API
+    does not expose them)."""
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"]).get_modelmeta().custom_metadata_map
 
 
 def check_onnx_file(path: Path) -> None:

@@ -21,6 +21,7 @@ from PIL import Image
 from impasto import images
 from impasto.errors import ImpastoError, shown
 
+from . import blend as blending
 from . import zoo
 from .runtime import Engine, load_engine
 from .stylize import Options, check_dimensions, stylize_array
@@ -60,6 +61,7 @@ class Result:
     total_ms: float
     style: str
     backend: str
+    blend: str | None = None     # the mix painted ("candy:0.70,udnie:0.30", or "mask:candy,udnie")
 
 
 class Styles:
@@ -82,13 +84,15 @@ class Styles:
     def default(self) -> str:
         return zoo.default_style(self.folder)
 
-    def engine(self, name: str) -> Engine:
+    def engine(self, name: str, spatial: bool = False) -> Engine:
+        """The shared engine of a style; `spatial`: a multi-style model's per-pixel variant."""
         path = zoo.resolve_style(name, self.folder, allow_paths=False)
+        key = f"{name}{zoo.SPATIAL_SUFFIX}" if spatial else name
         with self._lock:
-            eng = self._engines.get(name)
+            eng = self._engines.get(key)
             if eng is None:
-                eng = load_engine(path, self.backend, self.threads)
-                self._engines[name] = eng
+                eng = load_engine(zoo.spatial_model(path) if spatial else path, self.backend, self.threads)
+                self._engines[key] = eng
             return eng
 
     def load_all(self) -> list[str]:
@@ -143,8 +147,13 @@ def parse_output_format(fmt: str | None) -> tuple[str, str, str]:
 
 def stylize_upload(data: bytes, styles: Styles, *, style: str | None = None, size: int | None = None,
                    strength: float = 1.0, preserve_color: bool = False, out_format: str = "jpeg",
-                   limits: Limits | None = None, budget=None) -> Result:
+                   limits: Limits | None = None, budget=None, blend: str | None = None,
+                   mask: bytes | None = None) -> Result:
     """Decode an uploaded image, stylise it with a shared engine, encode the result.
+
+    `blend` ("candy:0.7,udnie:0.3") mixes a multi-style model's styles; with `mask` (an image
+    of the photo's proportions) it names the two styles the mask picks between per pixel.
+    Without `style`, a blend goes to the multi-style model that holds its styles.
 
     The image is shrunk in 8 bit while it is decoded (images.load), so memory follows the result
     size, not the upload's canvas; `budget` (guard.PixelBudget) bounds the canvases being decoded
@@ -157,26 +166,49 @@ def stylize_upload(data: bytes, styles: Styles, *, style: str | None = None, siz
         raise ImpastoError(f"size must be between 16 and {limits.max_size} px, not {size}", 422)
     options = Options(strength=float(strength), preserve_color=bool(preserve_color),
                       tile=limits.tile, overlap=limits.overlap).check()
-    name = zoo.check_style_name(style) if style else styles.default()
-    engine = styles.engine(name)
+    if mask is not None and not blend:
+        raise ImpastoError("a style mask needs blend=FIRST,SECOND: the two styles it picks between", 422)
+    if style:
+        name = zoo.check_style_name(style)
+    elif blend:
+        name = zoo.model_with_styles(blending.blend_names(blend), styles.folder)
+    else:
+        name = styles.default()
+    engine = styles.engine(name, spatial=mask is not None)
+    weights, pair = None, None
+    if mask is not None:
+        pair = blending.pair_for_mask(blend, engine.styles)
+    elif blend:
+        weights = blending.parse_blend(blend, engine.styles)
     w, h, _, _ = inspect_upload(data, limits)
     with budget.take(w * h) if budget is not None else contextlib.nullcontext():
         arr = images.load(data, max_side=min(size, max(w, h)), max_pixels=limits.max_input_pixels,
                           name="upload")
     check_dimensions(arr.shape[1], arr.shape[0])
+    if pair is not None:
+        mw, mh, _, _ = inspect_upload(mask, limits)
+        with budget.take(mw * mh) if budget is not None else contextlib.nullcontext():
+            grey = blending.load_mask(mask, arr.shape[1], arr.shape[0])
+        weights = blending.mask_weights(grey, *pair, len(engine.styles))
     t1 = time.perf_counter()
-    out = stylize_array(engine, arr, options)
+    out = stylize_array(engine, arr, options, style_weights=weights)
     t2 = time.perf_counter()
     body = images.encode(out, pil_fmt, quality=92)
+    painted = None
+    if pair is not None:
+        painted = f"mask:{engine.styles[pair[0]]},{engine.styles[pair[1]]}"
+    elif weights is not None:
+        painted = ",".join(f"{n}:{v:.2f}" for n, v in zip(engine.styles, weights) if v > 0)
     return Result(body, media, ext, out.shape[1], out.shape[0], (t2 - t1) * 1000,
-                  (time.perf_counter() - t0) * 1000, name, engine.describe())
+                  (time.perf_counter() - t0) * 1000, name, engine.describe(), painted)
 
 
 def style_info(entry: dict) -> dict:
-    """What /styles shows about one style: its name, card (without local paths) and preview URL."""
+    """What /styles shows about one style: its name, card (without local paths), preview URL, and
+    for a multi-style model the styles inside it (what `blend` names)."""
     card = {k: v for k, v in entry["card"].items() if not isinstance(v, str) or not os.path.isabs(v)}
     return {"name": entry["name"], "preview": f"/styles/{entry['name']}/preview" if entry["preview"] else None,
-            "card": card}
+            "card": card, "styles": entry.get("styles", [])}
 
 
 def preview_path(styles: Styles, name: str) -> Path:

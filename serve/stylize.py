@@ -55,15 +55,31 @@ def pad_to_multiple(arr: np.ndarray, multiple: int = 4) -> np.ndarray:
     return np.pad(arr, ((0, ph), (0, pw), (0, 0)), mode=mode)
 
 
-def run_network(engine: Callable[[np.ndarray], np.ndarray], arr: np.ndarray,
-                margin: int = EDGE_MARGIN) -> np.ndarray:
-    """One pass of the network on an HxWx3 float image; returns HxWx3 float in 0..1."""
+def run_network(engine: Callable[..., np.ndarray], arr: np.ndarray,
+                margin: int = EDGE_MARGIN, style_weights: np.ndarray | None = None) -> np.ndarray:
+    """One pass of the network on an HxWx3 float image; returns HxWx3 float in 0..1.
+
+    `style_weights` (a multi-style model): (S,), one mix for the image, or (H, W, S), one mix
+    per pixel; a map is padded exactly like the image, so every pixel keeps its own mix."""
     h, w = arr.shape[:2]
+    per_pixel = style_weights is not None and style_weights.ndim == 3
+    if per_pixel:
+        if style_weights.shape[:2] != (h, w):
+            raise ImpastoError(f"style weights of {style_weights.shape[1]}x{style_weights.shape[0]} px "
+                               f"for an image of {w}x{h}")
+        arr = np.concatenate([arr, style_weights], axis=2)   # padded together
     m = max(0, min(margin, h - 1, w - 1))   # a reflection cannot be wider than the image
     if m:
         arr = np.pad(arr, ((m, m), (m, m), (0, 0)), mode="reflect")
     x = np.ascontiguousarray(pad_to_multiple(arr).transpose(2, 0, 1)[None], dtype=np.float32)
-    y = engine(x)[0, :, m:m + h, m:m + w]
+    if per_pixel:
+        x, weights = np.ascontiguousarray(x[:, :3]), np.ascontiguousarray(x[:, 3:])
+        y = engine(x, weights)
+    elif style_weights is not None:
+        y = engine(x, np.asarray(style_weights, np.float32)[None])
+    else:
+        y = engine(x)
+    y = y[0, :, m:m + h, m:m + w]
     return np.clip(y.transpose(1, 2, 0), 0.0, 1.0)
 
 
@@ -95,15 +111,18 @@ def _ramp(length: int, lead: int, trail: int) -> np.ndarray:
 
 
 def stylize_tiled(engine, arr: np.ndarray, tile: int, overlap: int, margin: int = EDGE_MARGIN,
-                  progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+                  progress: Callable[[int, int], None] | None = None,
+                  style_weights: np.ndarray | None = None) -> np.ndarray:
     h, w = arr.shape[:2]
     boxes = tile_grid(h, w, tile, overlap)
     if len(boxes) == 1:
-        return run_network(engine, arr, margin)
+        return run_network(engine, arr, margin, style_weights)
+    per_pixel = style_weights is not None and style_weights.ndim == 3
     out = np.zeros((h, w, 3), np.float32)
     weight = np.zeros((h, w, 1), np.float32)
     for i, (y0, y1, x0, x1) in enumerate(boxes):
-        y = run_network(engine, arr[y0:y1, x0:x1], margin)
+        y = run_network(engine, arr[y0:y1, x0:x1], margin,
+                        style_weights[y0:y1, x0:x1] if per_pixel else style_weights)
         # Feather only the sides that overlap a neighbour, across the whole shared band.
         top = max((b[1] - y0 for b in boxes if b[0] < y0 and b[1] > y0 and b[2] < x1 and b[3] > x0),
                   default=0)
@@ -145,8 +164,10 @@ def check_dimensions(width: int, height: int) -> None:
 
 
 def stylize_array(engine, arr: np.ndarray, options: Options | None = None,
-                  progress: Callable[[int, int], None] | None = None) -> np.ndarray:
-    """The whole fast path on an HxWx3 float image in 0..1."""
+                  progress: Callable[[int, int], None] | None = None,
+                  style_weights: np.ndarray | None = None) -> np.ndarray:
+    """The whole fast path on an HxWx3 float image in 0..1. `style_weights`: a multi-style
+    model's mix, (S,) or per pixel (H, W, S) (serve.blend makes them)."""
     options = (options or Options()).check()
     if arr.ndim != 3 or arr.shape[2] != 3:
         raise ImpastoError(f"expected an HxWx3 RGB image, got shape {arr.shape}")
@@ -154,9 +175,9 @@ def stylize_array(engine, arr: np.ndarray, options: Options | None = None,
     if options.strength == 0.0:
         return arr.copy()
     if options.tile and max(arr.shape[:2]) > options.tile:
-        out = stylize_tiled(engine, arr, options.tile, options.overlap, options.margin, progress)
+        out = stylize_tiled(engine, arr, options.tile, options.overlap, options.margin, progress, style_weights)
     else:
-        out = run_network(engine, arr, options.margin)
+        out = run_network(engine, arr, options.margin, style_weights)
     if options.preserve_color:
         out = keep_colors(out, arr)
     return blend(out, arr, options.strength)

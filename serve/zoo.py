@@ -6,14 +6,13 @@
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 import impasto.models.zoo
 from impasto.errors import ImpastoError, shown
-from impasto.models.zoo.card import preview_path, read_card
+from impasto.models.zoo.card import STYLE_NAME, card_styles, preview_path, read_card
 
-STYLE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+SPATIAL_SUFFIX = ".spatial.onnx"   # a multi-style model's per-pixel variant, next to it
 DEFAULT_STYLE_ORDER = ("candy", "mosaic", "starry_night", "the_wave", "udnie", "composition_vii")
 
 
@@ -27,7 +26,7 @@ def model_dir(folder: str | os.PathLike | None = None) -> Path:
 
 
 def _is_style_file(p: Path) -> bool:
-    # `candy.onnx` is a style; `candy.fp16.onnx` / `candy.int8.onnx` are its variants.
+    # `candy.onnx` is a style; `candy.fp16.onnx` / `candy.int8.onnx` / `multi.spatial.onnx` are variants.
     return p.suffix == ".onnx" and STYLE_NAME.fullmatch(p.stem) is not None
 
 
@@ -40,7 +39,8 @@ def list_styles(folder: str | os.PathLike | None = None) -> list[dict]:
     for p in sorted(root.iterdir()):
         if p.is_file() and _is_style_file(p):
             preview = preview_path(p)
-            styles.append({"name": p.stem, "path": p, "card": read_card(p),
+            card = read_card(p)
+            styles.append({"name": p.stem, "path": p, "card": card, "styles": card_styles(card),
                            "preview": preview if preview.is_file() else None})
     order = {n: i for i, n in enumerate(DEFAULT_STYLE_ORDER)}
     styles.sort(key=lambda s: (not s["card"].get("default", False), order.get(s["name"], 99), s["name"]))
@@ -78,3 +78,30 @@ def resolve_style(style: str | None, folder: str | os.PathLike | None = None,
         names = ", ".join(s["name"] for s in list_styles(folder)) or "(none installed)"
         raise ImpastoError(f"unknown style {shown(style)}; available: {names}", 404)
     return path
+
+
+def spatial_path(path: str | os.PathLike) -> Path:
+    """Where the per-pixel variant of a multi-style model lives: `multi.onnx` -> `multi.spatial.onnx`."""
+    path = Path(path)
+    return path.with_name(path.stem + SPATIAL_SUFFIX)
+
+
+def spatial_model(path: str | os.PathLike) -> Path:
+    """The per-pixel variant of a multi-style model, which a style mask needs."""
+    spatial = spatial_path(path)
+    if not spatial.is_file():
+        raise ImpastoError(f"{Path(path).name} has no per-pixel variant ({spatial.name}) for a style mask; "
+                           "`impasto export` writes it for multi-style checkpoints")
+    return spatial
+
+
+def model_with_styles(names: list[str], folder: str | os.PathLike | None = None) -> str:
+    """The first multi-style model in the folder that holds every one of `names` (for a blend
+    given without --style)."""
+    multi = [s for s in list_styles(folder) if s["styles"]]
+    for entry in multi:
+        if all(n in entry["styles"] for n in names):
+            return entry["name"]
+    held = "; ".join(f"{s['name']}: {', '.join(s['styles'])}" for s in multi) or "none installed"
+    raise ImpastoError(f"no multi-style model holds {', '.join(shown(n) for n in names)} "
+                       f"(multi-style models: {held}); name one with --style", 404)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import make_checkpoint, photos_in, write_clip
+from helpers import make_checkpoint, make_multi_checkpoint, photos_in, write_clip
 
 from helpers import REPO
 SHARED = Path(os.environ.get("IMPASTO_SHARED", REPO.parent / "shared"))
@@ -62,6 +62,32 @@ def style_models(tmp_path_factory, data) -> Path:
         write_card(root / f"{name}.json", {"style": name, "arch": "slim", "steps": 0,
                                           "default": name == "alpha", "preview": f"{name}.png"})
     (root / "alpha.pt").unlink()
+    return root
+
+
+@pytest.fixture(scope="session")
+def multi_models(tmp_path_factory, style_models, data) -> Path:
+    """models/: duo.onnx, a two-style network (styles "red" and "blue", each with its own random
+    norms, so they paint clearly differently) with its per-pixel variant duo.spatial.onnx, card
+    and preview; and alpha.onnx (+ card, preview), a single-style network, beside it."""
+    root = tmp_path_factory.getbasetemp() / "multi_models"
+    if (root / "duo.json").exists():
+        return root
+    from impasto import images
+    from impasto.export.onnx_export import export_onnx
+    from impasto.export.pipeline import load_checkpoint, render_preview
+    from impasto.models.zoo.card import card_from_meta, write_card
+    from impasto.serve.zoo import spatial_path
+    root.mkdir(parents=True, exist_ok=True)
+    net, meta = load_checkpoint(make_multi_checkpoint(root / "duo.pt", ("red", "blue")), style="duo")
+    for spatial in (False, True):
+        export_onnx(net, spatial_path(root / "duo.onnx") if spatial else root / "duo.onnx", style="duo",
+                    arch="slim", styles=meta["styles"], spatial=spatial)
+    render_preview(root / "duo.onnx", images.load(photos_in(data)[0], max_side=128), root / "duo.png")
+    write_card(root / "duo.json", {**card_from_meta(meta), "preview": "duo.png"})
+    for suffix in (".onnx", ".json", ".png"):
+        shutil.copy(style_models / f"alpha{suffix}", root / f"alpha{suffix}")
+    (root / "duo.pt").unlink()
     return root
 
 

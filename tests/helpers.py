@@ -160,3 +160,21 @@ def one_line_error(r, rc: int = 2) -> str:
     assert len(lines) == 1, r.stderr[-2000:]
     assert "Traceback" not in r.stderr and "error:" in lines[0]
     return lines[0]
+
+
+def make_multi_checkpoint(path: Path, styles=("red", "blue"), arch: str = "slim", seed: int = 0) -> Path:
+    """A multi-style checkpoint (`impasto train-multi`'s format) of a freshly initialised network
+    whose styles differ clearly: each style's norms get their own random scale and shift."""
+    import torch
+    from impasto.models.transformer import MultiStyleTransformerNet
+    torch.manual_seed(seed)
+    net = MultiStyleTransformerNet(arch, len(styles))
+    with torch.no_grad():
+        for norm in net.norms():
+            norm.weight.uniform_(0.3, 2.0)
+            norm.bias.uniform_(-0.8, 0.8)
+    meta = {"style": "multi", "styles": list(styles), "style_images": [f"{s}.jpg" for s in styles],
+            "arch": arch, "style_image": "", "steps": 0, "config_hash": "0123abcd", "loss_terms": {},
+            "wall_time_s": 0.0}
+    torch.save({"impasto": meta, "state_dict": {"net." + k: v for k, v in net.state_dict().items()}}, path)
+    return path

@@ -9,6 +9,9 @@ examples:
   impasto export runs/candy/last.ckpt -o models/zoo/candy.onnx --card models/zoo/candy.json \\
       --photos ../shared/data/content --preview ../shared/data/content/chicago.jpg
   impasto export runs/candy/last.ckpt -o candy.onnx --triton triton_repo
+  impasto export runs/multi/checkpoints/last.ckpt -o models/zoo/multi.onnx --card models/zoo/multi.json
+      (a multi-style network: the file takes style_weights as a second input, and
+       multi.spatial.onnx next to it takes one mix per pixel)
 """
 
 
@@ -59,6 +62,6 @@ def run(args) -> int:
         print("no --photos/--calibration folder: skipped the int8/fp16 variants and timings")
     if args.triton:
         d = write_triton_repository(args.output, args.triton, report["style"], style=report["style"],
-                                    max_batch_size=args.max_batch)
+                                    max_batch_size=args.max_batch, styles=report.get("styles") or ())
         print(f"Triton model repository: {d} (see docs/serving.md)")
     return 0

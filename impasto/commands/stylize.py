@@ -11,6 +11,12 @@ examples:
   impasto stylize photo.jpg --style mosaic --size 1024 --strength 0.8 -o out.png
   impasto stylize photos/ --style my_style.onnx -o painted/  (a folder, with a progress bar)
   impasto styles                                             (what --style can name)
+
+multi-style models (one network, many styles; `impasto styles MODEL` lists them):
+  impasto stylize photo.jpg --style multi --blend candy:0.7,udnie:0.3 -o mix.jpg
+  impasto stylize photo.jpg --blend udnie -o out.jpg         (the multi-style model that has udnie)
+  impasto stylize photo.jpg --style multi --blend candy,udnie --style-mask sky.png -o out.jpg
+      (white in the mask paints candy, black udnie, grey a mix; the mask has the photo's size)
 """
 
 
@@ -23,6 +29,13 @@ def register(sub) -> None:
                    help="output file (its extension picks the format), or a folder for folder input")
     p.add_argument("-s", "--style", help="a bundled style name (see `impasto styles`) or a .onnx file; "
                                          "default: the first bundled style")
+    p.add_argument("--blend", metavar="NAME:W,...",
+                   help="a multi-style model's mix, e.g. candy:0.7,udnie:0.3 (weights >= 0, normalised to "
+                        "sum 1; NAME alone is that style); without --style, the model that has them "
+                        "(default: none, the model's first style)")
+    p.add_argument("--style-mask", metavar="MASK",
+                   help="a grey image that picks the style per pixel: white the first style of --blend "
+                        "A,B, black the second (default: none)")
     p.add_argument("--size", type=integer(16, MAX_SIDE),
                    help=f"longest side of the result in px, 16..{MAX_SIDE} (default: the photo's)")
     p.add_argument("--max-output-megapixels", type=megapixels, default=None, metavar="MP", dest="max_output_pixels",
@@ -54,8 +67,6 @@ def run(args) -> int:
 
     from impasto import images
     from impasto.errors import ImpastoError
-    from impasto.serve import zoo
-    from impasto.serve.runtime import load_engine
     from impasto.serve.stylize import Options, stylize_array
     from impasto.video import is_video
     if Path(args.input).is_file():  # a photo or a video: -o must not replace it
@@ -71,10 +82,11 @@ def run(args) -> int:
     if not src.exists():
         raise ImpastoError(f"{src}: no such file or folder")
     max_out = args.max_output_pixels or images.DEFAULT_MAX_OUTPUT_PIXELS
-    model = zoo.resolve_style(args.style, args.models)
-    engine = load_engine(model, args.backend)
+    model, engine, mix = choose_model(args)
 
     if src.is_dir():
+        if args.style_mask:
+            raise ImpastoError("--style-mask paints one photo (the mask has its size), not a folder")
         photos = images.list_images(src)
         if not photos:
             raise ImpastoError(f"{src}: no images in this folder")
@@ -98,7 +110,8 @@ def run(args) -> int:
                 bar.update(task, name=photo.name)
                 try:
                     arr = images.load(photo, max_side=args.size, max_output_pixels=max_out)
-                    images.save(stylize_array(engine, arr, options), out / (photo.stem + ext))
+                    images.save(stylize_array(engine, arr, options, style_weights=mix(arr)),
+                                out / (photo.stem + ext))
                 except ImpastoError as exc:
                     failed.append(f"{photo.name}: {exc}")
                 bar.advance(task)
@@ -111,6 +124,7 @@ def run(args) -> int:
     images.format_for(out)  # fail on a bad extension before doing the work
     t0 = time.perf_counter()
     arr = images.load(src, max_side=args.size, max_output_pixels=max_out)
+    weights = mix(arr)   # a bad mask fails before the work
     progress = None
     if not args.quiet and options.tile and max(arr.shape[:2]) > options.tile:
         from rich.progress import Progress
@@ -119,15 +133,42 @@ def run(args) -> int:
         task = bar.add_task(f"{src.name} in tiles", total=None)
         progress = lambda i, n: bar.update(task, completed=i, total=n)  # noqa: E731
     try:
-        result = stylize_array(engine, arr, options, progress)
+        result = stylize_array(engine, arr, options, progress, style_weights=weights)
     finally:
         if progress:
             bar.stop()
     images.save(result, out)
     if not args.quiet:
-        print(f"{out}  ({result.shape[1]}x{result.shape[0]}, {model.stem}, {engine.describe()}, "
+        label = f"{model.stem} {args.blend}" if args.blend else model.stem
+        print(f"{out}  ({result.shape[1]}x{result.shape[0]}, {label}, {engine.describe()}, "
               f"{time.perf_counter() - t0:.2f} s)")
     return 0
+
+
+def choose_model(args):
+    """(model path, engine, mix) for --style/--blend/--style-mask; mix(photo array) gives the
+    style weights to paint it with (None for a single-style model)."""
+    from pathlib import Path
+
+    from impasto.errors import ImpastoError
+    from impasto.serve import blend, zoo
+    from impasto.serve.runtime import load_engine
+    if args.style_mask and not args.blend:
+        raise ImpastoError("--style-mask needs --blend FIRST,SECOND: the two styles the mask picks between")
+    style = args.style
+    if args.blend and not style:
+        style = zoo.model_with_styles(blend.blend_names(args.blend), args.models)
+    model = zoo.resolve_style(style, args.models)
+    if args.style_mask:
+        if not Path(args.style_mask).is_file():
+            raise ImpastoError(f"{args.style_mask}: no such mask file")
+        engine = load_engine(zoo.spatial_model(model), args.backend)
+        first, second = blend.pair_for_mask(args.blend, engine.styles)
+        return model, engine, lambda arr: blend.mask_weights(
+            blend.load_mask(args.style_mask, arr.shape[1], arr.shape[0]), first, second, len(engine.styles))
+    engine = load_engine(model, args.backend)
+    weights = blend.parse_blend(args.blend, engine.styles) if args.blend else None
+    return model, engine, lambda arr: weights
 
 
 def run_video(args) -> int:
@@ -150,6 +191,8 @@ def run_video(args) -> int:
     options = Options(strength=args.strength, preserve_color=args.preserve_color, tile=args.tile,
                       overlap=args.overlap, margin=args.edge_margin).check()
     info = vio.probe(args.input)  # a clear error for a broken file before the model loads
+    if args.blend or args.style_mask:
+        raise ImpastoError("--blend and --style-mask paint photos; a video takes one style (--style)")
     model = zoo.resolve_style(args.style, args.models)
     engine = load_engine(model, args.backend)
     if not args.quiet:

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 from impasto import images
-from impasto.errors import ImpastoError
+from impasto.errors import ImpastoError, shown
 from impasto.files import atomic_write_bytes
 
 CARD_SUFFIX = ".json"
@@ -29,7 +30,32 @@ STYLE_THUMBNAIL_SIDE = 512       # px, longest side: above the style sizes the b
 # What `card_from_meta` keeps of a checkpoint's meta: what a person wants to know about a style.
 TRAINING_FIELDS = ("style", "arch", "arch_spec", "parameters", "style_image", "steps", "images_seen", "device", "image_size",
                    "batch_size", "wall_time_s", "loss_terms", "val_loss_terms", "loss_weights", "vgg",
-                   "config_hash", "config")
+                   "config_hash", "config",
+                   # a multi-style network: its styles in input order, their paintings, and what this run trained
+                   "styles", "style_images", "trained_styles", "added_to", "trained_parameters")
+
+# A style name (a model file's stem, or a style inside a multi-style model): a short lowercase
+# identifier, so it can never name a path and reads the same in a URL, a form and a file name.
+STYLE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+
+
+def check_style_names(names) -> list[str]:
+    """The style names of a multi-style network: each a STYLE_NAME, none twice."""
+    names = list(names)
+    for n in names:
+        if not isinstance(n, str) or not STYLE_NAME.fullmatch(n):
+            raise ImpastoError(f"invalid style name {shown(n)}: use lowercase letters, digits, '_' and '-'")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ImpastoError(f"style names must differ; given more than once: {', '.join(twice)}")
+    return names
+
+
+def card_styles(card: dict) -> list[str]:
+    """The styles inside a multi-style model, in the order of its style-weight input ([] for a
+    single-style model)."""
+    styles = card.get("styles")
+    return list(styles) if isinstance(styles, list) else []
 
 
 def card_path(onnx_path: str | os.PathLike) -> Path:
@@ -83,7 +109,11 @@ def card_from_meta(meta: dict) -> dict:
     """The training half of a model card, from a checkpoint's meta."""
     card = {k: meta[k] for k in TRAINING_FIELDS if k in meta}
     if "style_image" in card:
-        card["style_image"] = Path(card["style_image"]).name
+        card["style_image"] = Path(card["style_image"]).name if card["style_image"] else ""
+    if "style_images" in card:
+        card["style_images"] = [Path(p).name for p in card["style_images"]]
+    if card.get("added_to"):
+        card["added_to"] = Path(card["added_to"]).name
     if card.get("vgg"):   # a file name, never a machine's absolute path
         card["vgg"] = Path(str(card["vgg"])).name
     if meta.get("checkpoint") and not Path(meta["checkpoint"]).is_absolute():

@@ -1,14 +1,50 @@
 // impasto web page: pick a photo and a style, POST /stylize, show both side by side.
 "use strict";
 const $ = (id) => document.getElementById(id);
-const state = { file: null, style: null, resultUrl: null, originalUrl: null };
+// inner: the styles inside each multi-style model (what its blend sliders name)
+const state = { file: null, style: null, resultUrl: null, originalUrl: null, inner: {} };
 
 function setStatus(text, isError = false) {
   $("status").textContent = text;
   $("status").className = isError ? "error" : "";
 }
 
-function updateButton() { $("go").disabled = !(state.file && state.style); }
+function updateButton() { $("go").disabled = !(state.file && state.style && (blendSliders().length === 0 || blendTotal() > 0)); }
+
+// ---- blending a multi-style model: one slider per style inside it, weights normalised by the server
+function blendSliders() { return [...document.querySelectorAll("#blend-sliders input")]; }
+function blendTotal() { return blendSliders().reduce((t, s) => t + Number(s.value), 0); }
+function blendText() {
+  return blendSliders().filter((s) => Number(s.value) > 0).map((s) => `${s.dataset.style}:${s.value}`).join(",");
+}
+
+function renderBlend(names) {
+  const box = $("blend-sliders");
+  box.innerHTML = "";
+  $("blend").hidden = names.length === 0;
+  names.forEach((name, i) => {
+    const label = document.createElement("label");
+    label.className = "blend-style";
+    const input = document.createElement("input");
+    Object.assign(input, { type: "range", min: "0", max: "1", step: "0.05", value: i === 0 ? "1" : "0" });
+    input.dataset.style = name;
+    input.setAttribute("aria-label", `weight of ${name.replace(/_/g, " ")}`);
+    input.addEventListener("input", updateBlend);
+    const out = document.createElement("output");
+    label.append(document.createTextNode(name.replace(/_/g, " ")), input, out);
+    box.append(label);
+  });
+  updateBlend();
+}
+
+function updateBlend() {
+  const total = blendTotal();
+  for (const s of blendSliders()) {
+    s.nextElementSibling.textContent = total > 0 ? `${Math.round((100 * Number(s.value)) / total)}%` : "0%";
+  }
+  $("blend-hint").textContent = blendSliders().length && total === 0 ? "Give at least one style a weight." : "";
+  updateButton();
+}
 
 async function loadStyles() {
   try {
@@ -31,6 +67,7 @@ async function loadStyles() {
       b.title = s.card && s.card.style_image ? `trained on ${s.card.style_image}` : s.name;
       b.addEventListener("click", () => selectStyle(s.name));
       box.append(b);
+      state.inner[s.name] = s.styles || [];
     }
     if (data.default) selectStyle(data.default);
     if (!data.styles.length) setStatus("This server has no styles installed.", true);
@@ -42,7 +79,7 @@ async function loadStyles() {
 function selectStyle(name) {
   state.style = name;
   for (const b of document.querySelectorAll(".style")) b.setAttribute("aria-checked", String(b.dataset.style === name));
-  updateButton();
+  renderBlend(state.inner[name] || []);
 }
 
 function setFile(file) {
@@ -65,8 +102,10 @@ async function paint() {
   form.append("strength", $("strength").value);
   form.append("preserve_color", $("preserve").checked ? "true" : "false");
   form.append("format", $("format").value);
+  const mix = blendSliders().length ? blendText() : "";
+  if (mix) form.append("blend", mix);
   $("go").disabled = true;
-  setStatus(`Painting in ${state.style.replace(/_/g, " ")}…`);
+  setStatus(`Painting in ${state.style.replace(/_/g, " ")}${mix ? ` (${mix.replace(/,/g, ", ")})` : ""}…`);
   const t0 = performance.now();
   try {
     const res = await fetch("/stylize", { method: "POST", body: form });
@@ -85,6 +124,8 @@ async function paint() {
     const backend = res.headers.get("X-Backend") || "";
     $("timing").textContent = `${(total / 1000).toFixed(2)} s` +
       (inference ? ` (network ${Math.round(inference)} ms, ${backend})` : "");
+    const painted = res.headers.get("X-Blend");
+    $("painted").textContent = painted ? `blend ${painted.replace(/,/g, ", ")}` : "";
     const ext = (blob.type.split("/")[1] || "jpg").replace("jpeg", "jpg");
     const stem = state.file.name.replace(/\.[^.]+$/, "");
     $("download").href = state.resultUrl;

@@ -13,7 +13,7 @@ from impasto.commands import compare as compare_command
 from impasto.commands import video_options
 from impasto.commands.options import MAX_DEFAULT_SIZE, default_size
 
-COMMANDS = [c for c in cli.COMMANDS if c != "train"]   # train's options are LightningCLI's (--print_config)
+COMMANDS = [c for c in cli.COMMANDS if c not in ("train", "train_multi")]   # their options are LightningCLI's (--print_config)
 
 
 def help_text(command: str, capsys) -> str:

@@ -161,3 +161,50 @@ def test_upload_pick_style_and_see_result(browser, style_models, data, tmp_path)
         assert "not an image" in browser.eval("document.getElementById('status').textContent")
     finally:
         server.stop()
+
+
+def test_blend_sliders_for_a_multi_style_model(browser, multi_models, data, tmp_path):
+    """A multi-style model shows one slider per style inside it; the mix set there is what the
+    server paints (its X-Blend header comes back on the page); all at zero disables the button."""
+    server = Server(multi_models)
+    try:
+        photo = tmp_path / "golden_gate.jpg"
+        shutil.copy(data / "content" / "golden_gate.jpg", photo)
+        browser.send("Page.navigate", url=server.url + "/")
+        assert browser.wait_for("document.querySelectorAll('.style').length") == 2
+        assert browser.eval("document.getElementById('blend').hidden") is True   # alpha: one style
+        browser.set_file("#file", photo)
+        browser.wait_for("document.getElementById('original').naturalWidth > 0")
+        browser.click(".style[data-style='duo']")
+        assert browser.eval("document.getElementById('blend').hidden") is False
+        names = browser.eval("[...document.querySelectorAll('#blend-sliders input')].map(s => s.dataset.style)")
+        assert names == ["red", "blue"]
+        # move the sliders with the keyboard, as a person without a mouse would
+        browser.eval("document.querySelector('#blend-sliders input[data-style=red]').focus()")
+        for _ in range(10):   # red 1.0 -> 0.5
+            browser.send("Input.dispatchKeyEvent", type="keyDown", key="ArrowLeft", code="ArrowLeft",
+                         windowsVirtualKeyCode=37)
+            browser.send("Input.dispatchKeyEvent", type="keyUp", key="ArrowLeft", code="ArrowLeft",
+                         windowsVirtualKeyCode=37)
+        browser.eval("(() => { const s = document.querySelector('#blend-sliders input[data-style=blue]');"
+                     " s.value = '0.5'; s.dispatchEvent(new Event('input')); })()")
+        shares = browser.eval("[...document.querySelectorAll('#blend-sliders output')].map(o => o.textContent)")
+        assert shares == ["50%", "50%"], shares
+        browser.eval("document.getElementById('size').value = '512'")
+        browser.click("#go")
+        browser.wait_for("!document.getElementById('download').hidden && "
+                         "document.getElementById('painted').textContent.length > 0", timeout=120)
+        assert browser.eval("document.getElementById('painted').textContent") == "blend red:0.50, blue:0.50"
+        assert browser.eval("document.getElementById('status').className") == ""
+        # every weight at zero: nothing to paint, and the page says why
+        browser.eval("for (const s of document.querySelectorAll('#blend-sliders input')) "
+                     "{ s.value = '0'; s.dispatchEvent(new Event('input')); }")
+        assert browser.eval("document.getElementById('go').disabled") is True
+        assert "at least one" in browser.eval("document.getElementById('blend-hint').textContent")
+        browser.click(".style[data-style='alpha']")
+        assert browser.eval("document.getElementById('blend').hidden") is True
+        assert browser.eval("document.getElementById('go').disabled") is False
+        errors = [e for e in browser.events if e.get("method") == "Runtime.exceptionThrown"]
+        assert not errors, errors
+    finally:
+        server.stop()

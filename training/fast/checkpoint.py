@@ -17,15 +17,17 @@ import pytorch_lightning as pl
 import torch
 
 from impasto.errors import ImpastoError
-from impasto.models.transformer import Architecture, TransformerNet
+from impasto.models.transformer import Architecture, MultiStyleTransformerNet, TransformerNet
 
 META_KEY = "impasto"
 # Fields every checkpoint's meta carries (what `impasto export` relies on).
 META_FIELDS = ("style", "arch", "style_image", "steps", "config_hash", "loss_terms", "wall_time_s")
 
 
-def load_fast_checkpoint(path: str | os.PathLike) -> tuple[TransformerNet, dict]:
+def load_fast_checkpoint(path: str | os.PathLike) -> tuple[TransformerNet | MultiStyleTransformerNet, dict]:
     """Read a checkpoint written by `impasto train`: (TransformerNet in eval mode, meta dict).
+    A multi-style checkpoint (`impasto train-multi`) gives a MultiStyleTransformerNet and its
+    meta names the styles in order (`styles`, `style_images`).
 
     meta has at least: style (name), arch (architecture name), arch_spec (its channels etc.),
     style_image (path as given in the config), steps, config_hash, loss_terms (final values,
@@ -43,7 +45,7 @@ def load_fast_checkpoint(path: str | os.PathLike) -> tuple[TransformerNet, dict]
     if not meta:
         raise ImpastoError(f"{path}: not an impasto fast-style checkpoint (no '{META_KEY}' metadata); "
                            "train one with `impasto train --config configs/fast/<style>.yaml`")
-    net = build_net(meta["arch"], meta.get("arch_spec"))
+    net = build_net(meta["arch"], meta.get("arch_spec"), len(meta["styles"]) if meta.get("styles") else None)
     state = {k[len("net."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
     net.load_state_dict(state)
     net.eval()
@@ -52,16 +54,20 @@ def load_fast_checkpoint(path: str | os.PathLike) -> tuple[TransformerNet, dict]
     return net, meta
 
 
-def build_net(arch: str, spec: Optional[dict] = None) -> TransformerNet:
+def build_net(arch: str, spec: Optional[dict] = None,
+              num_styles: Optional[int] = None) -> TransformerNet | MultiStyleTransformerNet:
     """The network a checkpoint was trained with: its stored spec wins over today's table, so a
-    later change to a named architecture never breaks an old checkpoint."""
+    later change to a named architecture never breaks an old checkpoint. `num_styles`: a
+    multi-style network with that many styles."""
+    layout: str | Architecture = arch
     if spec:
         spec = dict(spec)
         spec["channels"] = tuple(spec["channels"])
-        net = TransformerNet(Architecture(**spec))
-        net.arch_name = arch
-        return net
-    return TransformerNet(arch)
+        spec.pop("styles", None)
+        layout = Architecture(**spec)
+    net = MultiStyleTransformerNet(layout, num_styles) if num_styles else TransformerNet(layout)
+    net.arch_name = arch
+    return net
 
 
 def config_hash(config: Any) -> str:

@@ -73,16 +73,18 @@ class FastStyleCLI(LightningCLI):
         return super().instantiate_trainer(**kwargs)
 
 
-def cli_main(argv: Optional[list[str]] = None) -> int:
-    """LightningCLI for FastStyleModule + PhotoDataModule, used by `impasto train`."""
+def cli_main(argv: Optional[list[str]] = None, module_class: type = FastStyleModule,
+             prog: str = "impasto train") -> int:
+    """LightningCLI for FastStyleModule (or a subclass: `impasto train-multi` gives
+    MultiStyleModule) + PhotoDataModule, used by `impasto train`."""
     with warnings.catch_warnings():
         # `impasto train ...` hands LightningCLI its own arguments; sys.argv (kept as it is: DDP's
         # launcher re-runs it for the other ranks) holds the same ones, which LightningCLI warns about.
         warnings.filterwarnings("ignore", message=".*args parameter is intended to run from within Python")
-        cli = FastStyleCLI(FastStyleModule, PhotoDataModule, run=False, args=argv,
+        cli = FastStyleCLI(module_class, PhotoDataModule, run=False, args=argv,
                            trainer_defaults=TRAINER_DEFAULTS, seed_everything_default=0,
                            save_config_kwargs={"overwrite": True}, auto_configure_optimizers=False,
-                           parser_kwargs={"prog": "impasto train", "default_env": False})
+                           parser_kwargs={"prog": prog, "default_env": False})
     cfg = cli.config.as_dict()
     if cfg.get("threads"):
         torch.set_num_threads(cfg["threads"])
