@@ -88,15 +88,19 @@ def test_second_ctrl_c_during_optimize_prints_no_traceback(data, tmp_path, weigh
          "--style", str(data / "style" / "candy.jpg"), "--size", "64", "--iterations", "100000",
          "--snapshot-every", "1", "--snapshot-dir", str(tmp_path / "snaps"), "-o", str(out)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
-    deadline = time.monotonic() + 180
-    while not list((tmp_path / "snaps").glob("*.png")) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    proc.send_signal(signal.SIGINT)
-    for _ in range(400):  # Ctrl-C again and again, until the process has gone (bounded)
-        if proc.poll() is not None:
-            break
+    try:
+        deadline = time.monotonic() + 180
+        while not list((tmp_path / "snaps").glob("*.png")) and time.monotonic() < deadline:
+            time.sleep(0.1)
         proc.send_signal(signal.SIGINT)
-        time.sleep(0.02)
-    stdout, stderr = proc.communicate(timeout=120)
+        for _ in range(400):  # Ctrl-C again and again, until the process has gone (bounded)
+            if proc.poll() is not None:
+                break
+            proc.send_signal(signal.SIGINT)
+            time.sleep(0.02)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:   # a failed test must not leave a 100000-iteration run behind
+            proc.kill()
     assert proc.returncode == 130, stderr[-2000:]
     assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr[-2000:]

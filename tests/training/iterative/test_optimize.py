@@ -171,11 +171,15 @@ def test_ctrl_c_keeps_the_image_reached(tmp_path, data):
                  str(data / "style" / "starry_night.jpg"), "--size", "64", "--iterations", "100000",
                  "--snapshot-every", "2", "--snapshot-dir", str(tmp_path / "snaps"), "-o", str(out)),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while not list((tmp_path / "snaps").glob("*.png")) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
-    stdout, stderr = proc.communicate(timeout=60)
+    try:
+        deadline = time.monotonic() + 120
+        while not list((tmp_path / "snaps").glob("*.png")) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:   # a failed test must not leave a 100000-iteration run behind
+            proc.kill()
     assert proc.returncode == 130, stderr
     assert "Resume with --init" in stdout
     assert images.load(out).shape[:2] == images.load(data / "content" / "tubingen.jpg", 64).shape[:2]
