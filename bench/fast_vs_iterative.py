@@ -10,7 +10,9 @@ started from the photo, on the same objective, and report the first iteration (o
 gradient evaluation each) whose loss is at or below the fast network's. Johnson et al. report
 50-100 for GPU-trained models. Both sides run under the same precision (bf16 autocast by default,
 as training does). Writes a side-by-side PNG per photo: photo | fast | L-BFGS at the matching
-iteration | L-BFGS at the last iteration. With --card, merges the result into the model card.
+iteration | L-BFGS at the last iteration. With --card, merges the result into the model card and
+writes the first photo's side-by-side next to it as <style>.compare.jpg (the card's picture;
+--iterations 300 for the bar's "content | fast | iterative (300 iterations)").
 """
 
 from __future__ import annotations
@@ -103,14 +105,20 @@ def main() -> int:
               f"iterations ({lbfgs_s / len(totals):.2f} s each)", flush=True)
         strip = [photo, fast, snaps.get(hit, torch.from_numpy(res.image).permute(2, 0, 1)[None])
                  if hit else photo, torch.from_numpy(res.image).permute(2, 0, 1)[None]]
-        images.save(to_array(torch.cat([s.float().clamp(0, 1) for s in strip], dim=3)),
-                    out_dir / f"{meta['style']}_{Path(names[i]).stem}.png")
+        strip = to_array(torch.cat([s.float().clamp(0, 1) for s in strip], dim=3))
+        images.save(strip, out_dir / f"{meta['style']}_{Path(names[i]).stem}.png")
+        if a.card and i == 0:  # the model card's side-by-side: a small JPEG next to the card
+            comparison = Path(a.card).with_name(f"{meta['style']}.compare.jpg")
+            images.save(strip, comparison, quality=85)
     med = statistics.median(matched)
     summary = {"lbfgs_iterations_matched_median": med if med != float("inf") else None,
                "photos": rows, "size": a.size, "precision": a.precision,
                "note": "L-BFGS on pixels from the photo, same objective; iterations = loss evaluations"}
     print(f"median: the fast model is worth {med} L-BFGS iterations (Johnson et al.: 50-100)")
     if a.card:
+        summary["comparison"] = {"image": comparison.name, "photo": rows[0]["photo"],
+                                 "columns": ["photo", "fast", f"L-BFGS at {rows[0]['lbfgs_iterations_matched']}"
+                                             " (the fast loss)", f"L-BFGS at {a.iterations}"]}
         write_card(a.card, {"quality": {"fast_vs_iterative": summary}}, merge_nested=True)
         print(f"merged into {a.card}")
     print(json.dumps(summary["photos"][0]))

@@ -149,11 +149,16 @@ def _caption(seconds: float, terms: dict) -> str:
 
 
 def _figure(cells: list[list[Optional[np.ndarray]]], row_labels: Sequence[str], col_labels: Sequence[str],
-            captions: list[list[str]], title: str, path: Path, thumb: float = 2.2) -> Path:
+            captions: list[list[str]], title: str, path: Path, thumb: Optional[float] = None) -> Path:
     plt = pyplot()
     nr, nc = len(cells), len(cells[0])
     shown = [im for row in cells for im in row if im is not None]
     aspect = float(np.mean([im.shape[0] / im.shape[1] for im in shown])) if shown else 1.0
+    if thumb is None:
+        # Cells at their own pixel size (100 dpi), 220-400 px wide: fine texture, which is what
+        # TV or a histogram weight changes, vanishes when a cell is shrunk.
+        width = max((im.shape[1] for im in shown), default=220)
+        thumb = min(max(width / 100, 2.2), 4.0)
     fig, axes = plt.subplots(nr, nc, figsize=(thumb * nc + 0.9, (thumb * aspect + 0.75) * nr + 0.6), squeeze=False,
                              dpi=100)
     for r in range(nr):

@@ -94,6 +94,8 @@ class FastStyleModule(pl.LightningModule):
             be painted alike, so video painted frame by frame flickers less. 0: off.
         temporal_motion: the synthetic motion's range, keys of `temporal.Motion` (shift px, zoom,
             rotate degrees, noise); default: Motion's.
+        temporal_lowpass: compare the two paintings over blocks of this many pixels a side
+            (1: per pixel); see `temporal.temporal_loss`.
     """
 
     def __init__(self, style_image: Optional[str] = None, style_name: Optional[str] = None, arch: str = "slim",
@@ -104,8 +106,10 @@ class FastStyleModule(pl.LightningModule):
                  lr: float = 1e-3, channels_last: bool = True, bf16_gram: bool = True, grid_size: int = 4,
                  init_from: Optional[str] = None, style_ramp_steps: int = 0, pixel_weight: float = 0.0,
                  style_relative: bool = False, temporal_weight: float = 0.0,
-                 temporal_motion: Optional[dict] = None):
+                 temporal_motion: Optional[dict] = None, temporal_lowpass: int = 1):
         super().__init__()
+        if temporal_lowpass < 1:
+            raise ImpastoError(f"temporal_lowpass is a block size in pixels (1 = per pixel); got {temporal_lowpass}")
         if arch not in ARCHITECTURES:
             raise ImpastoError(f"unknown architecture {arch!r}; choose from {', '.join(ARCHITECTURES)}")
         if style_image is None and style_weight > 0:
@@ -183,7 +187,8 @@ class FastStyleModule(pl.LightningModule):
             total = total + terms["pixel"]
         if self.hparams.get("temporal_weight", 0.0) > 0:
             generator = None if self.training else self._val_motion
-            terms["temporal"] = self.hparams.temporal_weight * temporal_loss(self, x, y, self.motion, generator)
+            terms["temporal"] = self.hparams.temporal_weight * temporal_loss(self, x, y, self.motion, generator,
+                                                                         self.hparams.get("temporal_lowpass", 1))
             total = total + terms["temporal"]
         return total, terms, y
 

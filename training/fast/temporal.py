@@ -57,9 +57,14 @@ def move(images: torch.Tensor, theta: torch.Tensor) -> tuple[torch.Tensor, torch
 
 
 def temporal_loss(net, x: torch.Tensor, y: torch.Tensor, motion: Motion,
-                  generator: Optional[torch.Generator] = None) -> torch.Tensor:
+                  generator: Optional[torch.Generator] = None, lowpass: int = 1) -> torch.Tensor:
     """The mean squared disagreement between painting a moved photo and moving the painting
-    (`y` = net(x)), on the pixels the motion keeps in view; 0..1 scale."""
+    (`y` = net(x)), on the pixels the motion keeps in view; 0..1 scale.
+
+    `lowpass` > 1 compares means over lowpass x lowpass blocks (in view) instead of pixels. Most
+    of the flicker a viewer sees is a low-frequency drift of colour and tone as the instance-norm
+    statistics follow the content (bench/bench_flicker.py); stroke texture may then shift with
+    the motion without being fought, and the style keeps more of its weight."""
     n, _, h, w = x.shape
     theta = random_motion(n, h, w, motion, generator)
     moved_x, inside = move(x.float(), theta)
@@ -68,5 +73,11 @@ def temporal_loss(net, x: torch.Tensor, y: torch.Tensor, motion: Motion,
         moved_x = (moved_x + noise).clamp(0, 1)
     moved_y, _ = move(y.float(), theta)
     painted = net(moved_x.to(x.dtype)).float()
-    err = (painted - moved_y) ** 2 * inside
+    diff = painted - moved_y
+    if lowpass > 1:
+        # Block means over the pixels in view; a block is kept when it is mostly in view.
+        area = F.avg_pool2d(inside, lowpass, ceil_mode=True)
+        diff = F.avg_pool2d(diff * inside, lowpass, ceil_mode=True) / area.clamp_min(1e-6)
+        inside = (area > 0.5).to(diff.dtype)
+    err = diff ** 2 * inside
     return err.sum() / (inside.sum() * y.shape[1]).clamp_min(1.0)

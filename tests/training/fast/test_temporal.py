@@ -63,3 +63,26 @@ def test_bad_motion_keys_are_named():
     from impasto.training.fast.module import FastStyleModule
     with pytest.raises(ImpastoError, match="temporal_motion takes shift, zoom, rotate, noise"):
         FastStyleModule(style_weight=0, temporal_motion={"shfit": 3})
+
+
+def test_lowpass_ignores_a_fixed_fine_texture_and_keeps_a_colour_drift(batch):
+    """A 2-px checkerboard stamped on every painting disagrees with the moved painting at every
+    pixel (odd shifts), but its block means are equal; a colour that follows the image's mean
+    drifts as the motion brings in new content, and block means keep all of that."""
+    checker = ((torch.arange(64)[:, None] + torch.arange(64)[None]) % 2).float() * 0.2
+    texture = lambda x: x + checker        # noqa: E731
+    drift = lambda x: x * 0 + x.mean(dim=(2, 3), keepdim=True) ** 2   # noqa: E731
+    motion = Motion(shift=5, noise=0)
+
+    def term(net, lowpass):
+        return float(temporal_loss(net, batch, net(batch), motion, torch.Generator().manual_seed(3), lowpass))
+
+    assert term(texture, 1) > 1e-3 and term(texture, 4) < 1e-10
+    assert term(drift, 1) > 1e-7
+    assert term(drift, 4) == pytest.approx(term(drift, 1), rel=0.05)
+
+
+def test_a_bad_lowpass_is_refused():
+    from impasto.training.fast.module import FastStyleModule
+    with pytest.raises(ImpastoError, match="temporal_lowpass is a block size"):
+        FastStyleModule(style_weight=0, temporal_lowpass=0)
