@@ -4,6 +4,7 @@ the painting each bundled style carries, so `impasto compare --style NAME` works
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -66,3 +67,15 @@ def test_compare_finds_the_painting_outside_the_checkout(tmp_path, monkeypatch):
     assert found == style_thumbnail_path(model)
     with pytest.raises(ImpastoError, match="pass --style-image"):
         find_style_image(training_params(card), card)
+
+
+def test_the_bundled_card_page_says_what_the_cards_say():
+    """models/zoo/README.md is written from the JSON cards; a card changed without rewriting the
+    page (python -m impasto.models.zoo.card_page) would leave it telling old numbers."""
+    from impasto.models.zoo import card_page
+    page = (card_page.HERE / card_page.PAGE).read_text()
+    assert page == card_page.render(), "run: python -m impasto.models.zoo.card_page"
+    for name in ("candy", "mosaic", "starry_night", "udnie"):
+        assert f"## {name}" in page and "style reduction, held-out | **" in page
+    for target in re.findall(r'(?:src="|\]\()([^")]+)', page):   # every picture it shows exists
+        assert (card_page.HERE / target).is_file(), target

@@ -1,0 +1,86 @@
+"""The bundled styles' model cards as one page a person reads: `models/zoo/README.md`.
+
+Written from the JSON cards only (never by hand), so the page says what the cards say:
+
+    python -m impasto.models.zoo.card_page [FOLDER]      # rewrites FOLDER/README.md
+
+Each style gets its painting, the held-out side-by-side that `bench/fast_vs_iterative.py
+--card` leaves next to the card (photo | fast | L-BFGS at the fast network's loss | L-BFGS at
+300 iterations), and its numbers: held-out style quality, L-BFGS iterations it is worth, the
+compute it got (device, steps, images seen, hours, every stage's config hash) and latency.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from impasto.files import atomic_write_bytes
+
+HERE = Path(__file__).resolve().parent
+PAGE = "README.md"
+
+
+def _pct(x) -> str:
+    return f"{x:.1%}" if isinstance(x, (int, float)) else "not measured"
+
+
+def _style_section(card: dict) -> list[str]:
+    name = card["style"]
+    q = card.get("quality", {})
+    sq, fvi = q.get("style_quality", {}), q.get("fast_vs_iterative", {})
+    compute = card.get("compute", {})
+    lines = [f"## {name}", ""]
+    if card.get("style_thumbnail"):
+        lines += [f'<img src="{card["style_thumbnail"]}" alt="the painting: {name}" height="160"> '
+                  f'<img src="{card.get("preview", "")}" alt="{name}, one pass" height="160">', ""]
+    comparison = fvi.get("comparison")
+    if comparison:
+        lines += [f"{' | '.join(comparison['columns'])} (held-out photo {comparison['photo']}, "
+                  f"{fvi.get('size')} px):", "", f"![{name}: photo, fast, iterative]({comparison['image']})", ""]
+    lines += ["| | |", "|---|---|"]
+    if sq:
+        lines.append(f"| style reduction, held-out | **{_pct(sq.get('style_reduction'))}** "
+                     f"({sq.get('photos')} photos at {sq.get('size')} px; {sq.get('measure', '')}) |")
+        lines.append(f"| content error, held-out | {sq.get('content_error', float('nan')):.2f} |")
+    if fvi:
+        per_photo = ", ".join(str(r.get("lbfgs_iterations_matched")) for r in fvi.get("photos", []))
+        lines.append(f"| worth L-BFGS iterations (median) | **{fvi.get('lbfgs_iterations_matched_median')}** "
+                     f"({per_photo}; {len(fvi.get('photos', []))} held-out photos at {fvi.get('size')} px) |")
+    if compute:
+        lines.append(f"| compute | {compute.get('steps')} steps, {compute.get('images_seen')} images seen, "
+                     f"{compute.get('hours')} h on {compute.get('device')} |")
+        for i, st in enumerate(compute.get("stages", []), 1):
+            extra = f", style layers {', '.join(st['style_layers'])}" if st.get("style_layers") else ""
+            lines.append(f"| stage {i} | {st.get('steps')} steps at style weight {st.get('style_weight'):g}"
+                         f"{extra}, config `{st.get('config_hash')}` |")
+    lines.append(f"| network | {card.get('arch')}, {card.get('parameters'):,} parameters |")
+    backends = {k: v for k, v in card.get("backends", {}).items() if not k.startswith("_")}
+    if backends:
+        cond = card["backends"].get("_conditions", {})
+        lines.append(f"| latency at {cond.get('size', '?')} | " +
+                     ", ".join(f"{k} {v['latency_ms']:.0f} ms" for k, v in backends.items()) + " |")
+    return lines + [""]
+
+
+def render(folder: Path = HERE) -> str:
+    cards = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+    cards = [c for c in cards if "style" in c and not c.get("styles")]
+    head = ["# The bundled styles: model cards", "",
+            "Written by `python -m impasto.models.zoo.card_page` from the JSON cards beside it; do not edit.",
+            "Held-out means photos no network was trained on (`bench/style_quality.py`: "
+            "`../shared/data/content`; `bench/fast_vs_iterative.py`: the held-out COCO photos).", ""]
+    return "\n".join(head + [line for c in cards for line in _style_section(c)])
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    folder = Path(args[0]) if args else HERE
+    atomic_write_bytes(folder / PAGE, render(folder).encode())
+    print(f"wrote {folder / PAGE}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
