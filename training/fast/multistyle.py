@@ -15,7 +15,6 @@ bit-identical).
 from __future__ import annotations
 
 import random
-from dataclasses import asdict
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -28,7 +27,7 @@ from impasto.models.transformer import MultiStyleTransformerNet
 from impasto.models.zoo.card import check_style_names
 
 from .checkpoint import config_hash, load_fast_checkpoint
-from .module import FastStyleModule, build_perceptual_loss, device_name, load_style_image
+from .module import FastStyleModule, build_perceptual_loss, load_style_image
 
 
 class MultiStyleModule(FastStyleModule):
@@ -200,34 +199,11 @@ class MultiStyleModule(FastStyleModule):
     # -- checkpoints --------------------------------------------------------------------------
     def meta(self) -> dict:
         hp = self.hparams
-        cfg = self.config if self.config is not None else dict(hp)
-        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        meta = {
-            "style": self.style_name,
+        return super().meta() | {
             "styles": list(self.style_names),
             "style_images": [str(p) for p in self.style_images],
             "trained_styles": [self.style_names[i] for i in self.trained],
             "added_to": hp.add_to,
-            "arch": hp.arch,
-            "arch_spec": asdict(self.net.spec),
-            "parameters": sum(p.numel() for p in self.net.parameters()),
             "trained_parameters": sum(p[self.trained].numel() if hp.add_to else p.numel()
                                       for p in self.trainable_parameters()),
-            "style_image": "",
-            "style_size": hp.style_size,
-            "steps": int(self.global_step),
-            "config_hash": self.config_hash or config_hash(cfg),
-            "config": cfg,
-            "loss_terms": self.final_loss_terms(),
-            "val_loss_terms": dict(self._val_terms),
-            "loss_weights": {"content": hp.content_weight, "style": hp.style_weight, "tv": hp.tv_weight},
-            "device": device_name(self.device),
-            "vgg": self.loss_fn.weights_source.source if self.loss_fn is not None else hp.vgg_weights,
-            "wall_time_s": round(self.wall_time_s(), 1),
-            "image_size": getattr(dm, "image_size", None),
-            "batch_size": getattr(dm, "batch_size", None),
-            "input_range": [0.0, 1.0],
         }
-        if meta["batch_size"]:
-            meta["images_seen"] = meta["steps"] * meta["batch_size"] * self.trainer.world_size
-        return meta
