@@ -116,9 +116,11 @@ def main() -> int:
                "note": "L-BFGS on pixels from the photo, same objective; iterations = loss evaluations"}
     print(f"median: the fast model is worth {med} L-BFGS iterations (Johnson et al.: 50-100)")
     if a.card:
+        hit = rows[0]["lbfgs_iterations_matched"]
         summary["comparison"] = {"image": comparison.name, "photo": rows[0]["photo"],
-                                 "columns": ["photo", "fast", f"L-BFGS at {rows[0]['lbfgs_iterations_matched']}"
-                                             " (the fast loss)", f"L-BFGS at {a.iterations}"]}
+                                 "columns": ["photo", "fast", f"L-BFGS at {hit} (the fast loss)" if hit
+                                             else "photo (L-BFGS never reached the fast loss)",
+                                             f"L-BFGS at {a.iterations}"]}
         write_card(a.card, {"quality": {"fast_vs_iterative": summary}}, merge_nested=True)
         print(f"merged into {a.card}")
     print(json.dumps(summary["photos"][0]))

@@ -5,8 +5,8 @@ Written from the JSON cards only (never by hand), so the page says what the card
     python -m impasto.models.zoo.card_page [FOLDER]      # rewrites FOLDER/README.md
 
 Each style gets its painting, the held-out side-by-side that `bench/fast_vs_iterative.py
---card` leaves next to the card (photo | fast | L-BFGS at the fast network's loss | L-BFGS at
-300 iterations), and its numbers: held-out style quality, L-BFGS iterations it is worth, the
+--card` leaves next to the card (photo | fast | L-BFGS where it reaches the fast network's loss
+| L-BFGS at its last iteration), and its numbers: held-out style quality, L-BFGS iterations it is worth, the
 compute it got (device, steps, images seen, hours, every stage's config hash) and latency.
 """
 
