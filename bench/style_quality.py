@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from impasto import images
+from impasto.errors import ImpastoError
 from impasto.models.losses import GATYS_STYLE, gram
 from impasto.models.tensors import to_tensor
 from impasto.models.vgg import VGGEncoder
@@ -107,7 +108,11 @@ def main() -> int:
     torch.set_num_threads(2)
     models = a.models or sorted((REPO / "models" / "zoo").glob("*.onnx"))
     photos = sorted(p for p in a.photos.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[: a.limit]
-    results = evaluate(models, photos, a.size)
+    try:
+        results = evaluate(models, photos, a.size)
+    except ImpastoError as e:     # no VGG weights, an unreadable photo: one line, not a traceback
+        print(f"style_quality: {e}", file=sys.stderr)
+        return 2
     if a.json:
         a.json.write_text(json.dumps(results, indent=2) + "\n")
     return 0
