@@ -22,6 +22,13 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 
 
+def default_sigint() -> None:
+    """`preexec_fn` for a child that a test sends Ctrl-C: as from a terminal. A test run started
+    in the background (`cmd &` without job control) ignores SIGINT, its children inherit that,
+    and Python then never raises KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def make_checkpoint(path: Path, arch: str = "slim", style: str = "testing", seed: int = 0,
                     **extra_meta) -> Path:
     """A checkpoint in the training side's format, of a freshly initialised (real) network."""

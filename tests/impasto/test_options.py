@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import REPO, cli, one_line_error
+from helpers import REPO, cli, default_sigint, one_line_error
 from impasto.commands.options import integer, megapixels, number
 
 
@@ -87,10 +87,7 @@ def test_second_ctrl_c_during_optimize_prints_no_traceback(data, tmp_path, weigh
         [sys.executable, "-m", "impasto.cli", "optimize", "--content", str(data / "content" / "tubingen.jpg"),
          "--style", str(data / "style" / "candy.jpg"), "--size", "64", "--iterations", "100000",
          "--snapshot-every", "1", "--snapshot-dir", str(tmp_path / "snaps"), "-o", str(out)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
-        # Ctrl-C as from a terminal, even when the test run itself was started in the background
-        # (`cmd &` without job control ignores SIGINT, and the child would inherit that).
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, preexec_fn=default_sigint)
     try:
         deadline = time.monotonic() + 180
         while not list((tmp_path / "snaps").glob("*.png")) and time.monotonic() < deadline:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import default_sigint
 from impasto import images
 from impasto.errors import ImpastoError
 from impasto.models.losses import GATYS_STYLE, ContentLoss, StyleLoss
@@ -163,12 +164,6 @@ def test_cli_errors_exit_2_without_traceback(tmp_path, data):
     assert "no such file" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def _default_sigint() -> None:
-    """Ctrl-C as from a terminal: a test run started in the background (`cmd &` without job
-    control) ignores SIGINT, its children inherit that, and Python then never raises it."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 @pytest.mark.slow
 def test_ctrl_c_keeps_the_image_reached(tmp_path, data):
     out = tmp_path / "out.png"
@@ -176,7 +171,7 @@ def test_ctrl_c_keeps_the_image_reached(tmp_path, data):
         _impasto("optimize", "--content", str(data / "content" / "tubingen.jpg"), "--style",
                  str(data / "style" / "starry_night.jpg"), "--size", "64", "--iterations", "100000",
                  "--snapshot-every", "2", "--snapshot-dir", str(tmp_path / "snaps"), "-o", str(out)),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
     try:
         deadline = time.monotonic() + 120
         while not list((tmp_path / "snaps").glob("*.png")) and time.monotonic() < deadline:
