@@ -20,7 +20,8 @@ def register(sub) -> None:
     p.add_argument("--holdout", type=int, default=8, help="held-out photos (the first, sorted by name)")
     p.add_argument("--side", type=int, default=320, help="shorter side of the photos in pixels")
     p.add_argument("--style-side", type=int, default=512, help="longest side of the paintings in pixels")
-    p.add_argument("--last-conv", default="conv4_3", help="deepest VGG16 convolution kept")
+    p.add_argument("--last-conv", default="conv5_1",
+                   help="deepest VGG16 convolution kept (conv5_1: the Gatys layers; conv4_3: Johnson's alone)")
     p.set_defaults(run=run)
 
 

@@ -16,7 +16,8 @@ def register(sub) -> None:
                                "crops, batch 8, bf16-mixed), from a pack written by `impasto pack`. Each\n"
                                "network comes back as OUT/results/<style>.ckpt without its optimiser state.\n"
                                "Run it from the repository root.\n\n"
-                               "example:\n  impasto train-gpu --pack packs/coco --minutes 12")
+                               "examples:\n  impasto train-gpu --pack packs/coco --minutes 12\n"
+                               "  impasto train-gpu --pack packs/coco --multi configs/multistyle/zoo8.yaml")
     p.add_argument("--pack", type=Path, required=True, help="a pack written by `impasto pack`")
     p.add_argument("--configs", type=Path, nargs="+", default=[str(CONFIGS)],
                    help="style configs: YAML files or folders of them")
@@ -26,6 +27,8 @@ def register(sub) -> None:
     p.add_argument("--workers", type=int, default=2, help="data-loading workers per run")
     p.add_argument("--out", type=Path, default=Path("runs/gpu"), help="runs and results")
     p.add_argument("--base", type=Path, default=CONFIGS / "base.yaml", help="the base network's config")
+    p.add_argument("--multi", type=Path, nargs="*", default=[],
+                   help="multi-style configs to train beside the styles (e.g. configs/multistyle/zoo8.yaml)")
     p.add_argument("--profile", type=Path, default=CONFIGS / "gpu.yaml",
                    help="applied on top of every config")
     p.set_defaults(run=run)
@@ -34,4 +37,4 @@ def register(sub) -> None:
 def run(args) -> int:
     from impasto.training.fast.gpu import train_all
     return train_all(args.pack, [Path(c) for c in args.configs], args.styles.split(",") if args.styles else None, args.minutes,
-                     args.base_steps, args.workers, args.out, args.base, args.profile)
+                     args.base_steps, args.workers, args.out, args.base, args.profile, args.multi)

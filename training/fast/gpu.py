@@ -6,7 +6,9 @@
 1. The shared base network of each architecture (configs/fast/base.yaml): it learns to give the
    photo back (content + pixel loss), in a minute.
 2. Every style config (configs/fast/*.yaml but base and gpu), all at once on the one GPU, each
-   started from its architecture's base, until the budget is spent (or its max_steps).
+   started from its architecture's base, until the budget is spent (or its max_steps). With
+   `--multi configs/multistyle/zoo8.yaml`, that multi-style network trains beside them
+   (`impasto train-multi`, also from the base).
 
 Each run is a plain `impasto train` (LightningCLI, bf16-mixed autocast, channels-last) of the
 style's own config with the GPU profile on top (configs/fast/gpu.yaml: Johnson's network, 256 px
@@ -30,8 +32,7 @@ import yaml
 
 from impasto.errors import ImpastoError
 
-REPO = Path(__file__).resolve().parents[1]
-TRAIN = [sys.executable, "-c", "import sys; from impasto.cli import main; sys.exit(main(sys.argv[1:]))", "train"]
+IMPASTO = [sys.executable, "-c", "import sys; from impasto.cli import main; sys.exit(main(sys.argv[1:]))"]
 
 
 def style_configs(places: list[Path], only: list[str] | None) -> list[Path]:
@@ -50,10 +51,36 @@ def pack_overrides(pack: Path, config: dict, workers: int) -> list[str]:
     args = ["--data.source", str(pack / "photos"), "--data.val_source", str(pack / "holdout"),
             "--data.num_workers", str(workers), "--data.cache_images", "true",
             "--model.vgg_weights", str(pack / "vgg16.safetensors"), "--trainer.enable_progress_bar", "false"]
-    style = (config.get("model") or {}).get("style_image")
-    if style:
-        args += ["--model.style_image", str(pack / "styles" / (Path(style).stem + ".jpg"))]
+    model = config.get("model") or {}
+    if model.get("style_image"):
+        args += ["--model.style_image", str(pack / "styles" / (Path(model["style_image"]).stem + ".jpg"))]
+    if model.get("style_images"):
+        paintings = [str(pack / "styles" / (Path(s).stem + ".jpg")) for s in model["style_images"]]
+        args += ["--model.style_images", "[" + ",".join(paintings) + "]"]
     return args
+
+
+def _depth(layer: str) -> tuple[int, int]:
+    """relu4_3 or conv4_3 -> (4, 3): the order of VGG16's layers."""
+    block, index = layer[4:].split("_")
+    return int(block), int(index)
+
+
+def deepest_conv(config: dict) -> str | None:
+    """The deepest VGG convolution that a config's explicit loss layers read (relu5_1 -> conv5_1)."""
+    model = config.get("model") or {}
+    layers = [name for key in ("style_layers", "content_layers") for name in (model.get(key) or [])]
+    return "conv" + max(layers, key=_depth)[4:] if layers else None
+
+
+def check_pack_depth(pack_info: dict, configs: dict[str, dict]) -> None:
+    """Fail before any training when a config's loss layers lie deeper than the pack's VGG."""
+    last = (pack_info.get("vgg") or {}).get("last", "conv5_3")
+    for name, cfg in configs.items():
+        need = deepest_conv(cfg)
+        if need and _depth(need) > _depth(last):
+            raise ImpastoError(f"{name}: its loss layers need VGG16 up to {need}, the pack stops at {last}; "
+                               f"write the pack with `impasto pack --last-conv {need}`")
 
 
 def slim_checkpoint(src: Path, dst: Path) -> None:
@@ -73,11 +100,11 @@ def merged(config: dict, profile: dict) -> dict:
     return out
 
 
-def launch(configs: list[Path], run_dir: Path, extra: list[str], log: Path) -> subprocess.Popen:
+def launch(configs: list[Path], run_dir: Path, extra: list[str], log: Path, command: str = "train") -> subprocess.Popen:
     log.parent.mkdir(parents=True, exist_ok=True)
-    cmd = TRAIN + [arg for c in configs for arg in ("--config", str(c))] + ["--run_dir", str(run_dir)] + extra
+    cmd = IMPASTO + [command] + [arg for c in configs for arg in ("--config", str(c))] + ["--run_dir", str(run_dir)] + extra
     print("$", " ".join(cmd[3:]), flush=True)
-    return subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, cwd=REPO,
+    return subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 
@@ -100,9 +127,8 @@ def hms(seconds: float) -> str:
 
 def train_all(pack: Path, configs: list[Path], styles: list[str] | None = None, minutes: float = 12.0,
               base_steps: int = 800, workers: int = 2, out: Path = Path("runs/gpu"),
-              base: Path = REPO / "configs" / "fast" / "base.yaml",
-              profile: Path = REPO / "configs" / "fast" / "gpu.yaml") -> int:
-    """The bases, then every style at once; 0 when every run ended well."""
+              base: Path = Path("configs/fast/base.yaml"), profile: Path = Path("configs/fast/gpu.yaml"), multi: list[Path] = ()) -> int:
+    """The bases, then every style (and every multi-style network) at once; 0 when every run ended well."""
     start = time.time()
     deadline = start + minutes * 60
     if not (pack / "pack.json").is_file():
@@ -110,9 +136,13 @@ def train_all(pack: Path, configs: list[Path], styles: list[str] | None = None, 
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
     print(f"device: {device}; budget {minutes} min", flush=True)
     configs = style_configs(configs, styles)
+    for m in multi:
+        if not m.is_file():
+            raise ImpastoError(f"{m}: no such multi-style config")
     profile_cfg = yaml.safe_load(profile.read_text()) or {}
-    loaded = {c.stem: merged(yaml.safe_load(c.read_text()), profile_cfg) for c in configs}
+    loaded = {c.stem: merged(yaml.safe_load(c.read_text()), profile_cfg) for c in [*configs, *multi]}
     base_yaml = merged(yaml.safe_load(base.read_text()), profile_cfg)
+    check_pack_depth(json.loads((pack / "pack.json").read_text()), loaded)
     # relative paths stay relative: they end up in the model cards
 
     # 1. one base network per architecture the styles use
@@ -129,10 +159,11 @@ def train_all(pack: Path, configs: list[Path], styles: list[str] | None = None, 
     bases = {arch: out / f"base_{arch}" / "checkpoints" / "last.ckpt" for arch in archs}
     base_s = time.time() - start
 
-    # 2. every style at once, each from its architecture's base
+    # 2. every style at once, each from its architecture's base (a multi-style network too: there
+    # its config's own start, a painting network trained on a CPU, is not on the GPU machine)
     procs, logs = {}, {}
     remaining = deadline - time.time() - 45  # the slim copies and the summary
-    for config in configs:
+    for config in [*configs, *multi]:
         cfg = loaded[config.stem]
         extra = pack_overrides(pack, cfg, workers) + ["--trainer.max_time", hms(remaining)]
         if (cfg.get("model") or {}).get("init_from"):
@@ -142,7 +173,8 @@ def train_all(pack: Path, configs: list[Path], styles: list[str] | None = None, 
                 continue
             extra += ["--model.init_from", str(start_from)]
         logs[config.stem] = out / "logs" / f"{config.stem}.log"
-        procs[config.stem] = launch([config, profile], out / config.stem, extra, logs[config.stem])
+        procs[config.stem] = launch([config, profile], out / config.stem, extra, logs[config.stem],
+                                    "train-multi" if config in multi else "train")
     codes.update(wait_all(procs, logs))
 
     summary = {"device": device, "budget_minutes": minutes, "base_seconds": round(base_s, 1),

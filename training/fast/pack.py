@@ -3,8 +3,9 @@ GPU machine that has no internet (64 MiB in all).
 
     impasto pack ../shared packs/coco
 
-    vgg16.safetensors  the loss network's convolutions up to the deepest loss layer (conv4_3 for
-                       Johnson's relu4_3), fp16, arch and preprocessing in its metadata
+    vgg16.safetensors  the loss network's convolutions up to the deepest loss layer (conv5_1 for
+                       the Gatys layers relu1_1..relu5_1, conv4_3 for Johnson's relu4_3 alone),
+                       fp16, arch and preprocessing in its metadata
     photos/            training photos, shorter side `--side` px (random 256 px crops at train time)
     holdout/           the held-out photos (the first `--holdout` of the source, sorted by name),
                        never trained on: validation and the quality bar
@@ -46,7 +47,7 @@ def _shrink(src: Path, dst: Path, *, shorter: int | None = None, longer: int | N
 
 
 def make_pack(shared: Path, out: Path, *, photos: int = 1000, holdout: int = 8, side: int = 320,
-              style_side: int = 512, last_conv: str = "conv4_3", styles: list[str] | None = None) -> dict:
+              style_side: int = 512, last_conv: str = "conv5_1", styles: list[str] | None = None) -> dict:
     shared, out = Path(shared), Path(out)
     coco, style_dir = shared / "data" / "coco_sample", shared / "data" / "style"
     weights_file = shared / "weights" / "vgg16_hed_bsds500.weights.h5"

@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[3]
 def pack(data, weights_path, tmp_path_factory) -> Path:
     from impasto.training.fast.pack import make_pack
     out = tmp_path_factory.mktemp("pack")
-    make_pack(data.parent, out, photos=6, holdout=2, side=96, style_side=128, styles=["candy"])
+    make_pack(data.parent, out, photos=6, holdout=2, side=96, style_side=128, styles=["candy"], last_conv="conv4_3")
     return out
 
 
@@ -121,3 +121,52 @@ def test_gpu_profile_lays_johnsons_scale_over_a_style(capsys):
     assert (cfg["model"]["arch"], cfg["data"]["image_size"], cfg["data"]["batch_size"]) == ("johnson", 256, 8)
     assert cfg["model"]["style_weight"] == 3000.0 and cfg["model"]["style_relative"] is True
     assert cfg["trainer"]["max_time"] is None and cfg["trainer"]["precision"] == "bf16-mixed"
+
+
+def test_gpu_script_refuses_a_pack_too_shallow_for_the_loss_layers(pack, tmp_path):
+    """zoo8 trains on relu5_1; a pack cut at conv4_3 fails at once, not after the base networks."""
+    from impasto.training.fast.gpu import deepest_conv, train_all
+    assert deepest_conv({"model": {"style_layers": ["relu1_1", "relu5_1", "relu4_3"]}}) == "conv5_1"
+    assert deepest_conv({"model": {}}) is None
+    with pytest.raises(ImpastoError, match="zoo8: .* up to conv5_1, the pack stops at conv4_3"):
+        train_all(pack, [REPO / "configs" / "fast" / "candy.yaml"], out=tmp_path / "gpu",
+                  base=REPO / "configs" / "fast" / "base.yaml", profile=REPO / "configs" / "fast" / "gpu.yaml",
+                  multi=[REPO / "configs" / "multistyle" / "zoo8.yaml"])
+    assert not (tmp_path / "gpu").exists()
+    with pytest.raises(ImpastoError, match="no such multi-style config"):
+        train_all(pack, [REPO / "configs" / "fast" / "candy.yaml"], multi=[tmp_path / "nope.yaml"])
+
+
+@pytest.mark.slow
+def test_gpu_command_trains_base_style_and_multi_style_end_to_end(data, tmp_path):
+    """`impasto train-gpu` as a GPU machine runs it, scaled down to a CPU: the pack, the base
+    network, then a style and a two-style network at once, each from the base, and the results."""
+    import yaml
+
+    from impasto.training.fast.checkpoint import load_fast_checkpoint
+    from impasto.training.fast.pack import make_pack
+    from helpers import cli
+    zoo8 = yaml.safe_load((REPO / "configs" / "multistyle" / "zoo8.yaml").read_text())["model"]["style_images"]
+    pack = tmp_path / "pack"
+    info = make_pack(data.parent, pack, photos=6, holdout=2, side=96, style_side=128,
+                     styles=["candy"] + [Path(p).stem for p in zoo8])
+    assert info["vgg"]["last"] == "conv5_1"            # the default pack carries the Gatys layers
+    profile = tmp_path / "tiny.yaml"
+    profile.write_text(yaml.safe_dump({
+        "model": {"arch": "slim", "style_size": 64, "style_ramp_steps": 0},
+        "data": {"image_size": 32, "resize_size": 48, "val_size": 32, "batch_size": 2},
+        "trainer": {"precision": "32-true", "max_steps": 2, "max_time": None, "val_check_interval": 2,
+                    "enable_model_summary": False},
+        "save_every_n_steps": 2, "threads": 1}))
+    out = tmp_path / "gpu"
+    r = cli("train-gpu", "--pack", str(pack), "--configs", "configs/fast/candy.yaml",
+            "--multi", "configs/multistyle/zoo8.yaml", "--profile", str(profile), "--base-steps", "2",
+            "--workers", "0", "--minutes", "10", "--out", str(out), timeout=900)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    summary = json.loads((out / "results" / "summary.json").read_text())
+    assert {name: run["steps"] for name, run in summary["runs"].items()} == {"base_slim": 2, "candy": 2, "zoo8": 2}
+    net, meta = load_fast_checkpoint(out / "results" / "zoo8.ckpt")
+    assert net.num_styles == 8 and meta["styles"][:2] == ["candy", "mosaic"]
+    assert all(Path(p).parent == pack / "styles" for p in meta["style_images"])   # the pack's paintings
+    _, candy = load_fast_checkpoint(out / "results" / "candy.ckpt")
+    assert candy["style"] == "candy"
