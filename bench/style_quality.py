@@ -4,7 +4,8 @@
         [--size 384] [--json out.json]
 
 For each fast network (default: every bundled style) and each photo, with the full VGG16 of
-IMPASTO_VGG_WEIGHTS at Gatys' layers (not the relu1_2..relu4_3 the networks were trained on):
+IMPASTO_VGG_WEIGHTS at Gatys' layers (not the relu1_2..relu4_3 the networks were trained on);
+a multi-style network is measured style by style (one-hot weights), as "zoo8/candy":
 
 - style: Gram-distance reduction, 1 - D(output) / D(photo), where D is the mean over relu1_1 ..
   relu5_1 of the Gram distance to the painting relative to the painting's Gram norm. 0% means
@@ -63,37 +64,46 @@ class StyleQuality:
                 "content_error": float((o[CONTENT_LAYER] - f).norm() / f.norm())}
 
 
-def evaluate(onnx_files: list[Path], photos: list[Path], size: int, weights: str | None = None) -> dict:
+def evaluate(onnx_files: list[Path], photos: list[Path], size: int, weights_file: str | None = None) -> dict:
     from impasto.serve.runtime import OrtEngine
     from impasto.serve.stylize import stylize_array
     from impasto.models.zoo.card import read_card
     results = {}
     loaded = [(p, images.load(str(p), max_side=size)) for p in photos]
     for f in onnx_files:
-        card = read_card(f)
-        style_path = _style_image(card, f)
-        q = StyleQuality(images.load(str(style_path), max_side=STYLE_SIDE), weights)
         engine = OrtEngine(f)
-        rows = []
-        for p, photo in loaded:
-            rows.append({"photo": p.name, **q.score(photo, stylize_array(engine, photo))})
-        results[f.stem] = {
-            "style_reduction": statistics.mean(r["style_reduction"] for r in rows),
-            "content_error": statistics.mean(r["content_error"] for r in rows),
-            "photos": rows}
-        print(f"{f.stem:>14}: style reduction {results[f.stem]['style_reduction']:6.1%}, "
-              f"content error {results[f.stem]['content_error']:.2f}  ({len(rows)} photos at {size} px)", flush=True)
+        for name, style_path, weights in _styles_of(f, read_card(f), engine.styles):
+            q = StyleQuality(images.load(str(style_path), max_side=STYLE_SIDE), weights_file)
+            rows = [{"photo": p.name, **q.score(photo, stylize_array(engine, photo, style_weights=weights))}
+                    for p, photo in loaded]
+            results[name] = {
+                "style_reduction": statistics.mean(r["style_reduction"] for r in rows),
+                "content_error": statistics.mean(r["content_error"] for r in rows),
+                "photos": rows}
+            print(f"{name:>20}: style reduction {results[name]['style_reduction']:6.1%}, "
+                  f"content error {results[name]['content_error']:.2f}  ({len(rows)} photos at {size} px)", flush=True)
     if results:
-        print(f"{'mean':>14}: style reduction {statistics.mean(r['style_reduction'] for r in results.values()):6.1%}")
+        print(f"{'mean':>20}: style reduction {statistics.mean(r['style_reduction'] for r in results.values()):6.1%}")
     return results
 
 
-def _style_image(card: dict, onnx: Path) -> Path:
-    name = Path(card.get("style_image") or f"{onnx.stem}.jpg").name
-    for candidate in (REPO.parent / "shared" / "data" / "style" / name, onnx.parent / f"{onnx.stem}.style.jpg"):
+def _styles_of(onnx: Path, card: dict, styles: list[str]):
+    """(row name, painting, style weights) for every style a model paints: one for a
+    single-style network, each one-hot style of a multi-style one ("zoo8/candy")."""
+    if not styles:
+        yield onnx.stem, _style_image(card.get("style_image"), onnx.stem, onnx), None
+        return
+    paintings = card.get("style_images") or [f"{s}.jpg" for s in styles]
+    for i, (style, painting) in enumerate(zip(styles, paintings)):
+        yield f"{onnx.stem}/{style}", _style_image(painting, style, onnx), np.eye(len(styles), dtype=np.float32)[i]
+
+
+def _style_image(painting: str | None, stem: str, onnx: Path) -> Path:
+    name = Path(painting or f"{stem}.jpg").name
+    for candidate in (REPO.parent / "shared" / "data" / "style" / name, onnx.parent / f"{stem}.style.jpg"):
         if candidate.is_file():
             return candidate
-    raise SystemExit(f"{onnx.stem}: painting {name} not found")
+    raise SystemExit(f"{stem}: painting {name} not found")
 
 
 def main() -> int:
