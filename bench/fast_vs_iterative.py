@@ -2,6 +2,7 @@
 
     python bench/fast_vs_iterative.py runs/candy/checkpoints/best.ckpt [--photos 3] [--size 256]
         [--iterations 150] [--card models/zoo/candy.json]
+    python bench/fast_vs_iterative.py runs/zoo8/checkpoints/last.ckpt --style udnie   # one style of many
 
 On held-out photos (the first `holdout` photos of the training folder, which training never
 saw), evaluate the checkpoint's own objective (its VGG, layers and loss weights, style targets from
@@ -42,6 +43,7 @@ def main() -> int:
     ap.add_argument("--out", default=None, help="folder for the side-by-side PNGs (default: next to the checkpoint)")
     ap.add_argument("--card", default=None, help="merge the result into this model card JSON")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--style", default=None, help="a multi-style network's style to measure (its own painting)")
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -69,21 +71,32 @@ def main() -> int:
                                  model_cfg.get("style_layers", ("relu1_2", "relu2_2", "relu3_3", "relu4_3")),
                                  model_cfg.get("style_layer_weights"),
                                  style_relative=model_cfg.get("style_relative", False))
-    style = load_style_image(meta["style_image"], meta.get("style_size"))
+    styles = meta.get("styles") or []
+    if styles and a.style not in styles:
+        raise SystemExit(f"{a.checkpoint} paints {len(styles)} styles ({', '.join(styles)}): pick one with --style")
+    if a.style and not styles:
+        raise SystemExit(f"{a.checkpoint} paints one style ({meta['style']}); --style is for multi-style networks")
+    if styles:   # one style of many: its painting, its one-hot row of the style weights
+        name, painting = a.style, meta["style_images"][styles.index(a.style)]
+        one_hot = torch.eye(len(styles))[styles.index(a.style)][None]
+        paint = lambda x: net(x, one_hot)
+    else:
+        name, painting, paint = meta["style"], meta["style_image"], net
+    style = load_style_image(painting, meta.get("style_size"))
     from impasto.hardware import auto_precision
     a.precision = auto_precision(a.precision)
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.precision == "bf16")
     out_dir = Path(a.out) if a.out else Path(a.checkpoint).parent.parent / "fast_vs_iterative"
     names = dm.holdout_paths()
 
-    print(f"{meta['style']} ({meta['arch']}, {meta['steps']} steps): {n} held-out photos at {a.size} px, "
+    print(f"{name} ({meta['arch']}, {meta['steps']} steps): {n} held-out photos at {a.size} px, "
           f"L-BFGS up to {a.iterations} iterations, {a.precision}", flush=True)
     matched, rows = [], []
     for i in range(n):
         photo = dm.val_set[i]["image"][None]
         loss.set_targets(content=photo, styles=[style])
         with torch.no_grad(), autocast:
-            fast = net(photo).float()
+            fast = paint(photo).float()
             fast_total, fast_terms = loss(fast)
         fast_total = float(fast_total)
         t = time.perf_counter()
@@ -106,9 +119,9 @@ def main() -> int:
         strip = [photo, fast, snaps.get(hit, torch.from_numpy(res.image).permute(2, 0, 1)[None])
                  if hit else photo, torch.from_numpy(res.image).permute(2, 0, 1)[None]]
         strip = to_array(torch.cat([s.float().clamp(0, 1) for s in strip], dim=3))
-        images.save(strip, out_dir / f"{meta['style']}_{Path(names[i]).stem}.png")
+        images.save(strip, out_dir / f"{name}_{Path(names[i]).stem}.png")
         if a.card and i == 0:  # the model card's side-by-side: a small JPEG next to the card
-            comparison = Path(a.card).with_name(f"{meta['style']}.compare.jpg")
+            comparison = Path(a.card).with_name(f"{name}.compare.jpg")
             images.save(strip, comparison, quality=85)
     med = statistics.median(matched)
     summary = {"lbfgs_iterations_matched_median": med if med != float("inf") else None,
