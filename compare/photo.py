@@ -39,7 +39,7 @@ from impasto import images
 from impasto.errors import ImpastoError
 from impasto.hardware import auto_precision
 from impasto.models.tensors import to_array, to_tensor
-from impasto.models.zoo.card import load_card
+from impasto.models.zoo.card import card_styles, load_card
 from impasto.serve.runtime import load_engine
 from impasto.serve.stylize import run_network
 from impasto.training.iterative.optimize import optimize_pixels
@@ -97,6 +97,7 @@ class FastModel:
     name: str
     path: Path
     engine: object = field(repr=False, default=None)
+    style_weights: Optional[np.ndarray] = field(repr=False, default=None)   # one style of a multi-style model
 
 
 def _slug(name: str) -> str:
@@ -104,13 +105,13 @@ def _slug(name: str) -> str:
     return keep.strip("_") or "image"
 
 
-def _time_fast(engine, photo: np.ndarray, repeats: int) -> tuple[np.ndarray, float]:
+def _time_fast(m: FastModel, photo: np.ndarray, repeats: int) -> tuple[np.ndarray, float]:
     """Output and median latency (s) of the fast model on one photo, after one warm-up pass."""
-    out = run_network(engine, photo)
+    out = run_network(m.engine, photo, style_weights=m.style_weights)
     times = []
     for _ in range(repeats):
         t = time.perf_counter()
-        out = run_network(engine, photo)
+        out = run_network(m.engine, photo, style_weights=m.style_weights)
         times.append(time.perf_counter() - t)
     return out, statistics.median(times)
 
@@ -174,7 +175,7 @@ def speed_table(objective: FastObjective, models: Sequence[FastModel], photo: np
         h, w = img.shape[:2]
         row = {"size": side, "width": w, "height": h}
         for m in models:
-            _, latency = _time_fast(m.engine, img, options.fast_repeats)
+            _, latency = _time_fast(m, img, options.fast_repeats)
             row[f"fast_ms[{m.name}]"] = latency * 1000
         t0 = time.perf_counter()
         objective.loss.set_targets(content=to_tensor(img))
@@ -219,8 +220,10 @@ def _image_metrics(objective: FastObjective, image: np.ndarray, photo: np.ndarra
 def compare(photos: Sequence[str | os.PathLike], model: str | os.PathLike, output_dir: str | os.PathLike,
             options: Optional[CompareOptions] = None, extra_models: Sequence[str | os.PathLike] = (),
             style_image: Optional[str | os.PathLike] = None, vgg_weights: Optional[str] = None,
-            style_search: Sequence[Path] = (), log: Callable[[str], None] = print) -> dict:
-    """Run the whole comparison and write the report folder; returns the report's data."""
+            style_search: Sequence[Path] = (), log: Callable[[str], None] = print,
+            style_name: Optional[str] = None) -> dict:
+    """Run the whole comparison and write the report folder; returns the report's data.
+    `style_name`: the style of a multi-style model to compare (its own painting and objective)."""
     options = (options or CompareOptions()).check()
     photos = [Path(p) for p in photos]
     if not photos:
@@ -229,13 +232,24 @@ def compare(photos: Sequence[str | os.PathLike], model: str | os.PathLike, outpu
     model = Path(model)
     card = load_card(model)
     params = training_params(card)
+    name = card.get("style") or model.stem
+    styles = card_styles(card)
+    if styles:
+        if style_name not in styles:
+            raise ImpastoError(f"{model.name} paints {len(styles)} styles ({', '.join(styles)}): "
+                               "pick the one to compare with --blend NAME")
+        name = style_name
+        paintings = params.get("style_images") or card.get("style_images") or []   # config paths first
+        params["style_image"] = paintings[styles.index(name)] if len(paintings) == len(styles) else f"{name}.jpg"
+    elif style_name:
+        raise ImpastoError(f"--blend picks a style of a multi-style model; {model.name} paints one")
     style_path = find_style_image(params, card, style_image, style_search, model)
     log(f"objective of {model.name}: content {params['content_weight']} on {', '.join(params['content_layers'])}, "
         f"style {params['style_weight']} on {', '.join(params['style_layers'])}, tv {params['tv_weight']}, "
         f"style image {style_path.name} at {params.get('style_size')} px")
     objective = build_fast_objective(params, style_path, vgg_weights)
     torch.manual_seed(options.seed)
-    models = load_models(card.get("style") or model.stem, model, extra_models, options)
+    models = load_models(name, model, extra_models, options, style_name)
 
     out.mkdir(parents=True, exist_ok=True)
     results = []
@@ -267,8 +281,9 @@ def compare(photos: Sequence[str | os.PathLike], model: str | os.PathLike, outpu
 
 
 def load_models(name: str, model: Path, extra_models: Sequence[str | os.PathLike],
-                options: CompareOptions) -> list[FastModel]:
-    """The model under test and the extra ones, uniquely named, their engines loaded."""
+                options: CompareOptions, style_name: Optional[str] = None) -> list[FastModel]:
+    """The model under test and the extra ones, uniquely named, their engines loaded; a
+    multi-style model paints `style_name` (which it must have)."""
     models = [FastModel(name, model)]
     for extra in extra_models:
         p = Path(extra)
@@ -281,6 +296,11 @@ def load_models(name: str, model: Path, extra_models: Sequence[str | os.PathLike
             m.name = f"{m.name}#{i}"
     for m in models:
         m.engine = load_engine(m.path, options.backend, options.threads)
+        if m.engine.styles:
+            if style_name not in m.engine.styles:
+                raise ImpastoError(f"{m.path.name} paints {', '.join(m.engine.styles)}, not {style_name or 'one style'}; "
+                                   "compare a multi-style model's style with --blend NAME")
+            m.style_weights = np.eye(len(m.engine.styles), dtype=np.float32)[m.engine.styles.index(style_name)]
     return models
 
 
@@ -298,7 +318,7 @@ def compare_photo(photo_path: Path, position: tuple[int, int], objective: FastOb
     files = {"content": _save(photo, folder / "content.png", out)}
     fast = {}
     for m in models:
-        y, latency = _time_fast(m.engine, photo, options.fast_repeats)
+        y, latency = _time_fast(m, photo, options.fast_repeats)
         metrics = _image_metrics(objective, y, photo)
         run_precision = evaluate(objective.loss, y, photo, options.precision)["total"] \
             if options.precision != "fp32" else metrics["total"]

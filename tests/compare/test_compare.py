@@ -238,3 +238,48 @@ def test_speed_extrapolates_from_the_steady_state():
     from impasto.compare.photo import steady_per_iteration
     cumulative = [3.0, 4.5, 4.6, 4.7, 4.8, 4.9, 5.0, 5.1, 5.2]
     assert steady_per_iteration(cumulative) == pytest.approx(0.1)
+
+
+def test_compare_measures_one_style_of_a_multi_style_model(data, tmp_path, weights_path, capsys):
+    """--blend NAME: the named style's row of the style weights and its own painting, not the
+    first style's; without it the error lists the styles."""
+    import torch
+    from helpers import make_multi_checkpoint
+    from impasto.export.onnx_export import export_onnx
+    from impasto.export.pipeline import load_checkpoint
+    from impasto.models.tensors import to_tensor
+    from impasto.models.zoo.card import card_from_meta, write_card
+    from impasto.serve.runtime import OrtEngine
+    from impasto.serve.stylize import run_network
+    from impasto.training.fast.module import build_perceptual_loss, load_style_image
+
+    net, meta = load_checkpoint(make_multi_checkpoint(tmp_path / "duo.pt", ("red", "blue")), style="duo")
+    model = tmp_path / "duo.onnx"
+    export_onnx(net, model, style="duo", arch="slim", styles=meta["styles"])
+    paintings = [str(data / "style" / "candy.jpg"), str(data / "style" / "udnie.jpg")]
+    write_card(model.with_suffix(".json"), {**card_from_meta(meta), "loss_weights": {
+        "content": 2.0, "style": 7.0, "tv": 0.5, "histogram": 0.0}, "config": {"model": dict(
+            TRAINED_WITH, style_images=paintings, style_names=["red", "blue"], arch="slim", vgg_weights=weights_path)}})
+    photo_path = data / "content" / "tubingen.jpg"
+    argv = ["compare", "--style", str(model), "--content", str(photo_path), "-o", str(tmp_path / "r"),
+            "--size", str(SIZE), "--iterations", "2", "--snapshots", "0,2", "--speed-sizes", "48",
+            "--speed-iterations", "2", "--speed-measure", "2", "--fast-repeats", "1", "--precision", "fp32", "--quiet"]
+    assert main(argv) == 2
+    assert "paints 2 styles (red, blue): pick the one to compare with --blend NAME" in capsys.readouterr().err
+    assert main(argv + ["--blend", "green"]) == 2
+    assert main(argv + ["--blend", "blue"]) == 0
+    reported = json.loads((tmp_path / "r" / "metrics.json").read_text())["photos"][0]["fast"]["blue"]["metrics"]
+
+    photo = images.load(photo_path, max_side=SIZE)
+    engine = OrtEngine(model)
+    loss = build_perceptual_loss(weights_path, 2.0, 7.0, 0.5, 0.0, TRAINED_WITH["content_layers"],
+                                 TRAINED_WITH["style_layers"])
+    totals = {}
+    for i, painting in enumerate(paintings):
+        loss.set_targets(styles=[load_style_image(painting, TRAINED_WITH["style_size"])])
+        for j in range(2):
+            y = run_network(engine, photo, style_weights=np.eye(2, dtype=np.float32)[j])
+            with torch.no_grad():
+                totals[i, j] = float(loss(to_tensor(y), content=to_tensor(photo))[0])
+    assert reported["total"] == pytest.approx(totals[1, 1], rel=1e-5)      # blue's output, udnie's Grams
+    assert all(abs(reported["total"] - totals[k]) > 1e-3 * totals[k] for k in [(0, 0), (0, 1), (1, 0)])
