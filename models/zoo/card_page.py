@@ -8,6 +8,8 @@ Each style gets its painting, the held-out side-by-side that `bench/fast_vs_iter
 --card` leaves next to the card (photo | fast | L-BFGS where it reaches the fast network's loss
 | L-BFGS at its last iteration), and its numbers: held-out style quality, L-BFGS iterations it is worth, the
 compute it got (device, steps, images seen, hours, every stage's config hash) and latency.
+A multi-style network gets one section: its sheet (every style on one photo, and a blend) and
+one row of numbers per style.
 """
 
 from __future__ import annotations
@@ -30,7 +32,6 @@ def _style_section(card: dict) -> list[str]:
     name = card["style"]
     q = card.get("quality", {})
     sq, fvi = q.get("style_quality", {}), q.get("fast_vs_iterative", {})
-    compute = card.get("compute", {})
     lines = [f"## {name}", ""]
     if card.get("style_thumbnail"):
         lines += [f'<img src="{card["style_thumbnail"]}" alt="the painting: {name}" height="160"> '
@@ -48,6 +49,12 @@ def _style_section(card: dict) -> list[str]:
         per_photo = ", ".join(str(r.get("lbfgs_iterations_matched")) for r in fvi.get("photos", []))
         lines.append(f"| worth L-BFGS iterations (median) | **{fvi.get('lbfgs_iterations_matched_median')}** "
                      f"({per_photo}; {len(fvi.get('photos', []))} held-out photos at {fvi.get('size')} px) |")
+    return lines + _compute_rows(card) + [""]
+
+
+def _compute_rows(card: dict) -> list[str]:
+    """Compute, network and latency rows of a card's table."""
+    compute, lines = card.get("compute", {}), []
     if compute:
         lines.append(f"| compute | {compute.get('steps')} steps, {compute.get('images_seen')} images seen, "
                      f"{compute.get('hours')} h on {compute.get('device')} |")
@@ -61,17 +68,39 @@ def _style_section(card: dict) -> list[str]:
         cond = card["backends"].get("_conditions", {})
         lines.append(f"| latency at {cond.get('size', '?')} | " +
                      ", ".join(f"{k} {v['latency_ms']:.0f} ms" for k, v in backends.items()) + " |")
-    return lines + [""]
+    return lines
+
+
+def _multi_section(card: dict) -> list[str]:
+    name, styles = card["style"], card["styles"]
+    q = card.get("quality", {})
+    sq = q.get("style_quality", {})
+    per_style, worth = sq.get("per_style", {}), q.get("fast_vs_iterative", {}).get("per_style", {})
+    lines = [f"## {name}: {len(styles)} styles in one network", ""]
+    if card.get("sheet"):
+        lines += [f"![{name}: every style on one photo]({card['sheet']})", "", card.get("sheet_caption", ""), ""]
+    lines += ["| style | style reduction, held-out | content error | worth L-BFGS iterations |", "|---|---|---|---|"]
+    for style in styles:
+        r, w = per_style.get(style, {}), worth.get(style, {})
+        error = r.get("content_error")
+        lines.append(f"| {style} | **{_pct(r.get('style_reduction'))}** | "
+                     f"{f'{error:.2f}' if isinstance(error, float) else 'not measured'} | "
+                     f"{w.get('lbfgs_iterations_matched_median', 'not measured')} |")
+    if sq:
+        lines += ["", f"Held-out: {sq.get('photos')} photos at {sq.get('size')} px ({sq.get('measure', '')}); "
+                  f"mean style reduction **{_pct(sq.get('style_reduction'))}**.", ""]
+    return lines + ["| | |", "|---|---|"] + _compute_rows(card) + [""]
 
 
 def render(folder: Path = HERE) -> str:
     cards = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
-    cards = [c for c in cards if "style" in c and not c.get("styles")]
+    cards = [c for c in cards if "style" in c]
     head = ["# The bundled styles: model cards", "",
             "Written by `python -m impasto.models.zoo.card_page` from the JSON cards beside it; do not edit.",
             "Held-out means photos no network was trained on (`bench/style_quality.py`: "
             "`../shared/data/content`; `bench/fast_vs_iterative.py`: the held-out COCO photos).", ""]
-    return "\n".join(head + [line for c in cards for line in _style_section(c)])
+    sections = [_multi_section(c) if c.get("styles") else _style_section(c) for c in cards]
+    return "\n".join(head + [line for section in sections for line in section])
 
 
 def main(argv: list[str] | None = None) -> int:
