@@ -113,6 +113,36 @@ def render_preview(onnx_path, photo: np.ndarray, out: Path) -> Path:
     return out
 
 
+def _cover(image: np.ndarray, h: int, w: int) -> np.ndarray:
+    """`image` scaled to cover h x w, centre-cropped to it."""
+    s = max(h / image.shape[0], w / image.shape[1])
+    big = images.resize_to(image, (max(w, round(image.shape[1] * s)), max(h, round(image.shape[0] * s))))
+    y, x = (big.shape[0] - h) // 2, (big.shape[1] - w) // 2
+    return big[y:y + h, x:x + w]
+
+
+def render_style_sheet(onnx_path, photo: np.ndarray, paintings: Sequence[Path | None], out: Path) -> str:
+    """A multi-style model's sheet: one column per style, its painting above the photo in that
+    style, and a last column with the photo above a 50/50 blend of the first two styles. Returns
+    the caption. A painting that is not at hand leaves its tile grey."""
+    engine = OrtEngine(onnx_path)
+    h, w = photo.shape[:2]
+    count = len(engine.styles)
+    columns = []
+    for i, painting in enumerate(paintings):
+        top = _cover(images.load(painting, max_side=2 * max(h, w)), h, w) if painting and Path(painting).is_file() \
+            else np.full_like(photo, 0.5)
+        columns.append(np.concatenate([top, run_network(engine, photo, style_weights=np.eye(count, dtype=np.float32)[i])]))
+    blend = np.zeros(count, np.float32)
+    blend[:2] = 0.5
+    columns.append(np.concatenate([photo, run_network(engine, photo, style_weights=blend)]))
+    gap = np.ones((2 * h, 4, 3), np.float32)
+    atomic_write_bytes(out, images.encode(np.concatenate([c for col in columns for c in (col, gap)][:-1], axis=1),
+                                          "JPEG", quality=88))
+    return (f"Top: the paintings ({', '.join(engine.styles)}) and the photo. Bottom: the photo in each style, "
+            f"one pass each, and last a 50/50 blend of {engine.styles[0]} and {engine.styles[1]}." if count > 1 else "")
+
+
 # ----------------------------------------------------------------------------- the export
 
 def _real_photos(paths: Sequence[Path], size: int) -> list[np.ndarray]:
@@ -187,6 +217,12 @@ def export_style(checkpoint, output, *, style: str | None = None, arch: str | No
         prev = render_preview(output, images.load(preview_photo, max_side=384), output.with_suffix(".png"))
         report["preview"] = prev.name
         log(f"preview {prev}")
+    if preview_photo and len(styles) > 1:   # every style on one photo, and a blend
+        sheet = output.with_suffix(".sheet.jpg")
+        report["sheet_caption"] = render_style_sheet(output, images.load(preview_photo, max_side=192),
+                                                     [Path(p) for p in meta.get("style_images") or []], sheet)
+        report["sheet"] = sheet.name
+        log(f"style sheet {sheet}")
     style_image = Path(str(meta.get("style_image") or ""))
     if style_image.is_file():   # compare needs the painting wherever the model goes
         thumb = write_style_thumbnail(style_image, output)

@@ -25,7 +25,7 @@ def exported(tmp_path_factory, data):
     shutil.copy(photos_in(data)[0], photos)
     rc = main(["export", str(ckpt), "-o", str(d / "zoo" / "duo.onnx"), "--card", str(d / "zoo" / "duo.json"),
                "--photos", str(photos), "--size", "128", "--repeats", "1", "--triton", str(d / "triton"),
-               "--max-batch", "4"])
+               "--max-batch", "4", "--preview", str(photos_in(data)[0])])
     assert rc == 0
     return d
 
@@ -47,6 +47,21 @@ def test_export_writes_both_graphs_with_parity_and_the_style_names(exported):
     assert len(sdims) == 4 and sdims[1] == 2
     meta = {p.key: p.value for p in plain.metadata_props}
     assert meta["impasto.styles"] == "red,blue" and meta["impasto.spatial"] == "false"
+
+
+def test_export_draws_the_style_sheet(exported, data):
+    """One column per style (painting above, the photo in that style below) and a 50/50 blend."""
+    from impasto import images
+    card = json.loads((exported / "zoo" / "duo.json").read_text())
+    assert card["sheet"] == "duo.sheet.jpg" and "50/50 blend of red and blue" in card["sheet_caption"]
+    sheet = images.load(exported / "zoo" / card["sheet"])
+    h, w = images.load(photos_in(data)[0], max_side=192).shape[:2]
+    assert sheet.shape[:2] == (2 * h, 3 * w + 2 * 4)
+    tiles = [sheet[:, i * (w + 4):i * (w + 4) + w] for i in range(3)]
+    assert abs(float(tiles[0][:h].mean()) - 0.5) < 0.02           # red.jpg is not at hand: a grey tile
+    red, blue, blend = (t[h:] for t in tiles)
+    assert np.abs(red - blue).mean() > 0.05                       # two styles, two paintings of the photo
+    assert np.abs(blend - red).mean() > 0.02 and np.abs(blend - blue).mean() > 0.02
 
 
 def test_triton_config_declares_the_style_weights(exported):
