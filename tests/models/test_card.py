@@ -14,7 +14,8 @@ from impasto.models.zoo.card import (STYLE_THUMBNAIL_SIDE, card_from_meta, load_
                                      write_card, write_style_thumbnail)
 from impasto.serve import zoo
 
-BUNDLED = [s for s in zoo.list_styles(zoo.bundled_dir())]
+BUNDLED = [s for s in zoo.list_styles(zoo.bundled_dir()) if not s["styles"]]
+BUNDLED_MULTI = [s for s in zoo.list_styles(zoo.bundled_dir()) if s["styles"]]
 
 
 def test_write_card_merges_and_keeps_no_machine_paths(tmp_path):
@@ -54,6 +55,16 @@ def test_every_bundled_style_carries_its_painting(style):
     assert thumb.is_file() and style["card"].get("style_thumbnail") == thumb.name
     assert max(images.load(thumb).shape[:2]) <= STYLE_THUMBNAIL_SIDE
     assert load_card(style["path"])["style"] == style["name"]
+
+
+@pytest.mark.parametrize("model", BUNDLED_MULTI, ids=lambda s: s["name"])
+def test_every_bundled_multi_style_model_shows_and_measures_each_style(model):
+    """Its sheet (every painting above the photo in its style) and held-out numbers per style."""
+    card = model["card"]
+    sheet = images.load(zoo.bundled_dir() / card["sheet"])
+    assert sheet.shape[1] > len(card["styles"]) * sheet.shape[0] // 2     # a column per style, and the blend
+    per_style = card["quality"]["style_quality"]["per_style"]
+    assert list(per_style) == card["styles"] and all(0 < r["style_reduction"] < 1 for r in per_style.values())
 
 
 def test_compare_finds_the_painting_outside_the_checkout(tmp_path, monkeypatch):
