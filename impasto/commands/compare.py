@@ -55,7 +55,7 @@ def register(sub) -> None:
     p.add_argument("--model", action="append", default=[], metavar="ONNX",
                    help="another fast model to compare on the same objective (repeatable)")
     p.add_argument("--style-image", help="the painting the model was trained on (default: from its model card)")
-    p.add_argument("--blend", metavar="NAME", help="the style of a multi-style model (--style multi.onnx) to compare")
+    p.add_argument("--blend", metavar="NAME", help="the style of a multi-style model (--style multi.onnx) to compare (default: none, for a single-style model)")
     p.add_argument("--models", metavar="DIR", help="folder of bundled styles (default: the package's zoo)")
     p.add_argument("--snapshots", default="0,25,50,100,200,300,500",
                    help="iterations to keep images of")
@@ -160,7 +160,7 @@ def _run_video(args) -> int:
     if len(args.content) != 1:
         raise ImpastoError("give one video with --content (photos and videos are compared separately)")
     if args.model or args.blend:
-        raise ImpastoError("--model and --blend are for photos; a video is compared with one single-style model")
+        raise ImpastoError("--model and --blend are for photos; a video is compared with one fast model")
     if not Path(args.content[0]).is_file():
         raise ImpastoError(f"{args.content[0]}: no such file")
     out = Path(args.output)

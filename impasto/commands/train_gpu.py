@@ -28,7 +28,7 @@ def register(sub) -> None:
     p.add_argument("--out", type=Path, default=Path("runs/gpu"), help="runs and results")
     p.add_argument("--base", type=Path, default=CONFIGS / "base.yaml", help="the base network's config")
     p.add_argument("--multi", type=Path, nargs="*", default=[],
-                   help="multi-style configs to train beside the styles (e.g. configs/multistyle/zoo8.yaml)")
+                   help="multi-style configs to train beside the styles, e.g. configs/multistyle/zoo8.yaml (default: none)")
     p.add_argument("--profile", type=Path, default=CONFIGS / "gpu.yaml",
                    help="applied on top of every config")
     p.set_defaults(run=run)
