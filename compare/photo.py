@@ -298,8 +298,8 @@ def load_models(name: str, model: Path, extra_models: Sequence[str | os.PathLike
         m.engine = load_engine(m.path, options.backend, options.threads)
         if m.engine.styles:
             if style_name not in m.engine.styles:
-                raise ImpastoError(f"{m.path.name} paints {', '.join(m.engine.styles)}, not {style_name or 'one style'}; "
-                                   "compare a multi-style model's style with --blend NAME")
+                raise ImpastoError(f"{m.path.name} paints {', '.join(m.engine.styles)}, not "
+                                   f"{style_name or 'one style'} (--blend NAME picks a multi-style model's style)")
             m.style_weights = np.eye(len(m.engine.styles), dtype=np.float32)[m.engine.styles.index(style_name)]
     return models
 

@@ -130,9 +130,10 @@ def render_style_sheet(onnx_path, photo: np.ndarray, paintings: Sequence[Path | 
     count = len(engine.styles)
     columns = []
     for i, painting in enumerate(paintings):
-        top = _cover(images.load(painting, max_side=2 * max(h, w)), h, w) if painting and Path(painting).is_file() \
-            else np.full_like(photo, 0.5)
-        columns.append(np.concatenate([top, run_network(engine, photo, style_weights=np.eye(count, dtype=np.float32)[i])]))
+        at_hand = painting and Path(painting).is_file()
+        top = _cover(images.load(painting, max_side=2 * max(h, w)), h, w) if at_hand else np.full_like(photo, 0.5)
+        one_hot = np.eye(count, dtype=np.float32)[i]
+        columns.append(np.concatenate([top, run_network(engine, photo, style_weights=one_hot)]))
     blend = np.zeros(count, np.float32)
     blend[:2] = 0.5
     columns.append(np.concatenate([photo, run_network(engine, photo, style_weights=blend)]))

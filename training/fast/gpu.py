@@ -102,7 +102,8 @@ def merged(config: dict, profile: dict) -> dict:
 
 def launch(configs: list[Path], run_dir: Path, extra: list[str], log: Path, command: str = "train") -> subprocess.Popen:
     log.parent.mkdir(parents=True, exist_ok=True)
-    cmd = IMPASTO + [command] + [arg for c in configs for arg in ("--config", str(c))] + ["--run_dir", str(run_dir)] + extra
+    cmd = IMPASTO + [command] + [arg for c in configs for arg in ("--config", str(c))] + ["--run_dir", str(run_dir)]
+    cmd += extra
     print("$", " ".join(cmd[3:]), flush=True)
     return subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -127,7 +128,8 @@ def hms(seconds: float) -> str:
 
 def train_all(pack: Path, configs: list[Path], styles: list[str] | None = None, minutes: float = 12.0,
               base_steps: int = 800, workers: int = 2, out: Path = Path("runs/gpu"),
-              base: Path = Path("configs/fast/base.yaml"), profile: Path = Path("configs/fast/gpu.yaml"), multi: list[Path] = ()) -> int:
+              base: Path = Path("configs/fast/base.yaml"), profile: Path = Path("configs/fast/gpu.yaml"),
+              multi: list[Path] = ()) -> int:
     """The bases, then every style (and every multi-style network) at once; 0 when every run ended well."""
     start = time.time()
     deadline = start + minutes * 60
