@@ -113,14 +113,6 @@ def render_preview(onnx_path, photo: np.ndarray, out: Path) -> Path:
     return out
 
 
-def _cover(image: np.ndarray, h: int, w: int) -> np.ndarray:
-    """`image` scaled to cover h x w, centre-cropped to it."""
-    s = max(h / image.shape[0], w / image.shape[1])
-    big = images.resize_to(image, (max(w, round(image.shape[1] * s)), max(h, round(image.shape[0] * s))))
-    y, x = (big.shape[0] - h) // 2, (big.shape[1] - w) // 2
-    return big[y:y + h, x:x + w]
-
-
 def render_style_sheet(onnx_path, photo: np.ndarray, paintings: Sequence[Path | None], out: Path) -> str:
     """A multi-style model's sheet: one column per style, its painting above the photo in that
     style, and a last column with the photo above a 50/50 blend of the first two styles. Returns
@@ -131,7 +123,7 @@ def render_style_sheet(onnx_path, photo: np.ndarray, paintings: Sequence[Path | 
     columns = []
     for i, painting in enumerate(paintings):
         at_hand = painting and Path(painting).is_file()
-        top = _cover(images.load(painting, max_side=2 * max(h, w)), h, w) if at_hand else np.full_like(photo, 0.5)
+        top = images.cover(images.load(painting, max_side=2 * max(h, w)), w, h) if at_hand else np.full_like(photo, .5)
         one_hot = np.eye(count, dtype=np.float32)[i]
         columns.append(np.concatenate([top, run_network(engine, photo, style_weights=one_hot)]))
     blend = np.zeros(count, np.float32)
