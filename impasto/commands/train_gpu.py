@@ -7,17 +7,19 @@ from pathlib import Path
 from .options import add_parser
 
 CONFIGS = Path("configs/fast")   # relative to the repository root, where it runs (as the configs' own paths)
+MULTI = Path("configs/multistyle/zoo8.yaml")
 
 
 def register(sub) -> None:
     p = add_parser(sub, "train-gpu", help="train the base network, then every style at once, on one GPU",
                    description="The shared base network (configs/fast/base.yaml), then every style config\n"
-                               "at once, each with configs/fast/gpu.yaml on top (Johnson's network, 256 px\n"
-                               "crops, batch 8, bf16-mixed), from a pack written by `impasto pack`. Each\n"
-                               "network comes back as OUT/results/<style>.ckpt without its optimiser state.\n"
+                               "and the eight-style network (--multi) at once, each with configs/fast/gpu.yaml\n"
+                               "on top (Johnson's network, 256 px crops, batch 8, bf16-mixed), from a pack\n"
+                               "written by `impasto pack`. Each network comes back as OUT/results/<style>.ckpt\n"
+                               "without its optimiser state.\n"
                                "Run it from the repository root.\n\n"
                                "examples:\n  impasto train-gpu --pack packs/coco --minutes 12\n"
-                               "  impasto train-gpu --pack packs/coco --multi configs/multistyle/zoo8.yaml")
+                               "  impasto train-gpu --pack packs/coco --styles candy --multi     # candy alone")
     p.add_argument("--pack", type=Path, required=True, help="a pack written by `impasto pack`")
     p.add_argument("--configs", type=Path, nargs="+", default=[str(CONFIGS)],
                    help="style configs: YAML files or folders of them")
@@ -27,8 +29,9 @@ def register(sub) -> None:
     p.add_argument("--workers", type=int, default=2, help="data-loading workers per run")
     p.add_argument("--out", type=Path, default=Path("runs/gpu"), help="runs and results")
     p.add_argument("--base", type=Path, default=CONFIGS / "base.yaml", help="the base network's config")
-    p.add_argument("--multi", type=Path, nargs="*", default=[],
-                   help="multi-style configs to train beside the styles, e.g. configs/multistyle/zoo8.yaml (default: none)")
+    p.add_argument("--multi", type=Path, nargs="*", default=[str(MULTI)],
+                   help="multi-style configs to train beside the styles; `--multi` alone: none "
+                        f"(default: the bundled eight-style network's, {MULTI})")
     p.add_argument("--profile", type=Path, default=CONFIGS / "gpu.yaml",
                    help="applied on top of every config")
     p.set_defaults(run=run)
@@ -37,4 +40,4 @@ def register(sub) -> None:
 def run(args) -> int:
     from impasto.training.fast.gpu import train_all
     return train_all(args.pack, [Path(c) for c in args.configs], args.styles.split(",") if args.styles else None, args.minutes,
-                     args.base_steps, args.workers, args.out, args.base, args.profile, args.multi)
+                     args.base_steps, args.workers, args.out, args.base, args.profile, [Path(m) for m in args.multi])

@@ -6,9 +6,9 @@
 1. The shared base network of each architecture (configs/fast/base.yaml): it learns to give the
    photo back (content + pixel loss), in a minute.
 2. Every style config (configs/fast/*.yaml but base and gpu), all at once on the one GPU, each
-   started from its architecture's base, until the budget is spent (or its max_steps). With
-   `--multi configs/multistyle/zoo8.yaml`, that multi-style network trains beside them
-   (`impasto train-multi`, also from the base).
+   started from its architecture's base, until the budget is spent (or its max_steps), and beside
+   them the multi-style networks (`impasto train-gpu --multi`: configs/multistyle/zoo8.yaml by
+   default), each an `impasto train-multi` from the base too.
 
 Each run is a plain `impasto train` (LightningCLI, bf16-mixed autocast, channels-last) of the
 style's own config with the GPU profile on top (configs/fast/gpu.yaml: Johnson's network, 256 px
