@@ -147,7 +147,8 @@ def _export_checked(net, output: Path, meta: dict, opset: int, real: Sequence[np
     """Export, then check onnxruntime against PyTorch (random and real inputs); refuse a broken file."""
     t0 = time.perf_counter()
     export_onnx(net, output, style=meta["style"], arch=meta["arch"], config_hash=str(meta.get("config_hash", "")),
-                opset=opset, styles=meta.get("styles") or (), spatial=spatial)
+                opset=opset, styles=meta.get("styles") or (), spatial=spatial,
+                extra_meta={"edge_margin": meta["edge_margin"]} if meta.get("edge_margin") is not None else None)
     log(f"exported {output} ({output.stat().st_size / 1e6:.1f} MB, opset {opset}) "
         f"in {time.perf_counter() - t0:.1f} s")
     par = parity(net, output, real)
@@ -164,14 +165,17 @@ def export_style(checkpoint, output, *, style: str | None = None, arch: str | No
                  photos: Sequence[Path] = (), calibration: Sequence[Path] = (),
                  variants: bool = True, keep_variants: bool = False, card: Path | None = None,
                  preview_photo: Path | None = None, measure_size: int = 512, repeats: int = 3,
-                 opset: int = DEFAULT_OPSET, log=print) -> dict:
-    """The whole export; returns the report that is also merged into the card."""
+                 opset: int = DEFAULT_OPSET, edge_margin: int | None = None, log=print) -> dict:
+    """The whole export; returns the report that is also merged into the card. `edge_margin`:
+    the reflected margin the network needs (px), stored in the model for the runtime."""
     output = Path(output)
     if output.suffix != ".onnx":
         raise ImpastoError(f"{output}: the output file must end in .onnx")
     net, meta = load_checkpoint(checkpoint, arch, style)
     styles = list(meta.get("styles") or [])
     real = _real_photos(photos, 256)
+    if edge_margin is not None:
+        meta = {**meta, "edge_margin": edge_margin}
     par = _export_checked(net, output, meta, opset, real, log)
     training_half = card_from_meta(meta)
     inputs = "float32 NCHW RGB 0..1, dynamic N/H/W"
@@ -181,6 +185,8 @@ def export_style(checkpoint, output, *, style: str | None = None, arch: str | No
               "onnx": {"file": output.name, "opset": opset, "bytes": output.stat().st_size,
                        "sha256": sha256(output), "inputs": inputs,
                        "parity_vs_pytorch": par}}
+    if edge_margin is not None:
+        report["edge_margin"] = edge_margin
     if styles:   # the per-pixel variant (spatial blending), next to it
         spatial = spatial_path(output)
         spatial_parity = _export_checked(net, spatial, meta, opset, real, log, spatial=True)

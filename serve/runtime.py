@@ -100,6 +100,7 @@ class Engine:
     precision = "fp32"
     styles: list[str] = []
     spatial = False
+    edge_margin: int | None = None   # the model's own reflected margin (metadata impasto.edge_margin)
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
@@ -111,6 +112,8 @@ class Engine:
         return f"{self.backend} {self.precision}"
 
     def _read_styles(self, metadata: dict, style_input_rank: int | None) -> None:
+        margin = metadata.get("impasto.edge_margin", "")
+        self.edge_margin = int(margin) if margin.isdigit() else None
         if style_input_rank is None:
             return
         self.styles = [n for n in metadata.get("impasto.styles", "").split(",") if n]
@@ -204,8 +207,8 @@ class OpenVinoEngine(Engine):
         self.input_name = self.compiled.inputs[0].get_any_name()
         inputs = self.compiled.inputs
         self.style_input = inputs[1].get_any_name() if len(inputs) > 1 else None
-        if self.style_input:
-            self._read_styles(_onnx_metadata(path), inputs[1].get_partial_shape().rank.get_length())
+        self._read_styles(_onnx_metadata(path),
+                          inputs[1].get_partial_shape().rank.get_length() if self.style_input else None)
         self._pool = self._make_pool(self.compiled)
         self.static_shapes, self.static_after = static_shapes, static_after
         self._static: "OrderedDict[tuple, queue.Queue]" = OrderedDict()

@@ -1,9 +1,11 @@
 """Stylise an image with an exported network: pad, tile, blend, keep colours. numpy only.
 
 The network downsamples by 4, so each input is reflect-padded to a multiple of 4 and the output
-cropped back. It also gets a reflected margin of EDGE_MARGIN pixels on every side, cropped away
-afterwards: the networks' zero-padded convolutions paint bands along the image's edges (the
-bundled starry_night: stripes 16 px deep along the top), and the margin is where they land.
+cropped back. It also gets a reflected margin on every side, cropped away afterwards: the
+networks' zero-padded convolutions paint bands along the image's edges (the bundled starry_night:
+stripes 16 px deep along the top; zoo8: a yellow band 30 px wide down the left), and the margin
+is where they land. It is EDGE_MARGIN pixels unless the model names its own (`impasto export
+--edge-margin`, the ONNX metadata `impasto.edge_margin`).
 Photos larger than `tile` pixels on a side are cut into overlapping tiles, each run on its own,
 and blended back with linear (feathered) weights across the overlaps, so a 4000 px photo needs
 the memory of one tile's activations (plus the output) and shows no seams.
@@ -31,7 +33,8 @@ class Options:
     preserve_color: bool = False   # keep the photo's colours, take the style's luminance
     tile: int = DEFAULT_TILE       # the longest side run in one pass; 0 disables tiling
     overlap: int = DEFAULT_OVERLAP
-    margin: int = EDGE_MARGIN      # reflected border run with the image and cropped away; 0 is ~20% faster at 512 px
+    margin: int | None = None      # reflected border run with the image and cropped away (None: the model's,
+    #                                else EDGE_MARGIN); 0 is ~20% faster at 512 px
 
     def check(self) -> "Options":
         if not (0.0 <= self.strength <= 1.0) or math.isnan(self.strength):
@@ -40,7 +43,7 @@ class Options:
             raise ImpastoError(f"tile must be at least 64 px (or 0 for no tiling), not {self.tile}")
         if self.tile and not (0 <= self.overlap <= self.tile // 2):
             raise ImpastoError(f"overlap must be between 0 and tile/2, not {self.overlap}")
-        if not 0 <= self.margin <= 256:
+        if self.margin is not None and not 0 <= self.margin <= 256:
             raise ImpastoError(f"edge margin must be between 0 and 256 px, not {self.margin}")
         return self
 
@@ -56,7 +59,7 @@ def pad_to_multiple(arr: np.ndarray, multiple: int = 4) -> np.ndarray:
 
 
 def run_network(engine: Callable[..., np.ndarray], arr: np.ndarray,
-                margin: int = EDGE_MARGIN, style_weights: np.ndarray | None = None) -> np.ndarray:
+                margin: int | None = None, style_weights: np.ndarray | None = None) -> np.ndarray:
     """One pass of the network on an HxWx3 float image; returns HxWx3 float in 0..1.
 
     `style_weights` (a multi-style model): (S,), one mix for the image, or (H, W, S), one mix
@@ -68,6 +71,9 @@ def run_network(engine: Callable[..., np.ndarray], arr: np.ndarray,
             raise ImpastoError(f"style weights of {style_weights.shape[1]}x{style_weights.shape[0]} px "
                                f"for an image of {w}x{h}")
         arr = np.concatenate([arr, style_weights], axis=2)   # padded together
+    if margin is None:   # the model's own (a network with a wider edge band says so), else the default
+        margin = getattr(engine, "edge_margin", None)
+        margin = EDGE_MARGIN if margin is None else margin
     m = max(0, min(margin, h - 1, w - 1))   # a reflection cannot be wider than the image
     if m:
         arr = np.pad(arr, ((m, m), (m, m), (0, 0)), mode="reflect")
@@ -110,7 +116,7 @@ def _ramp(length: int, lead: int, trail: int) -> np.ndarray:
     return r
 
 
-def stylize_tiled(engine, arr: np.ndarray, tile: int, overlap: int, margin: int = EDGE_MARGIN,
+def stylize_tiled(engine, arr: np.ndarray, tile: int, overlap: int, margin: int | None = None,
                   progress: Callable[[int, int], None] | None = None,
                   style_weights: np.ndarray | None = None) -> np.ndarray:
     h, w = arr.shape[:2]

@@ -32,6 +32,9 @@ def register(sub) -> None:
     p.add_argument("--keep-variants", action="store_true",
                    help="keep STYLE.fp16.onnx and STYLE.int8.onnx next to the output")
     p.add_argument("--card", help="model card (JSON) to merge the measurements into (default: none)")
+    p.add_argument("--edge-margin", type=integer(0, 256), default=None, metavar="PX",
+                   help="the reflected margin this network needs to keep its edge band off the picture, "
+                        "stored in the model (default: none, so the runtime's 16)")
     p.add_argument("--preview", metavar="PHOTO", help="render a preview PNG next to the model (default: none)")
     p.add_argument("--size", type=integer(16, 8192), default=512, help="side of the timing input (default 512)")
     p.add_argument("--repeats", type=integer(1, 1000), default=3, help="timed runs per backend (median)")
@@ -56,7 +59,7 @@ def run(args) -> int:
                           keep_variants=args.keep_variants,
                           card=Path(args.card) if args.card else None,
                           preview_photo=Path(args.preview) if args.preview else None,
-                          measure_size=args.size, repeats=args.repeats,
+                          measure_size=args.size, repeats=args.repeats, edge_margin=args.edge_margin,
                           opset=args.opset or DEFAULT_OPSET)
     if not args.no_variants and not calibration:
         print("no --photos/--calibration folder: skipped the int8/fp16 variants and timings")

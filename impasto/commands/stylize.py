@@ -48,9 +48,10 @@ def register(sub) -> None:
     p.add_argument("--tile", type=integer(0, MAX_SIDE), default=1024,
                    help="run photos larger than this many px a side in overlapping tiles (0 = never)")
     p.add_argument("--overlap", type=integer(0, MAX_SIDE), default=128, help="tile overlap in px (default 128)")
-    p.add_argument("--edge-margin", type=integer(0, 256), default=16, metavar="PX",
+    p.add_argument("--edge-margin", type=integer(0, 256), default=None, metavar="PX",
                    help="reflected border run with the photo and cropped away, so the network's edge "
-                        "artefacts fall outside the picture (default 16; 0 is ~20%% faster at 512 px)")
+                        "artefacts fall outside the picture (default: the model's, else 16; 0 is ~20%% "
+                        "faster at 512 px)")
     p.add_argument("--backend", default="auto", choices=["auto", "ort", "ort-cuda", "openvino", "openvino-fp32"],
                    help="inference backend")
     p.add_argument("--format", choices=["png", "jpg", "webp"], default=None,

@@ -281,3 +281,27 @@ def test_openvino_engine_from_many_threads(style_models):
         t.join(120)
     assert not any(t.is_alive() for t in threads), "an OpenVINO call hung"
     assert not errors and len(ov._static) <= 2
+
+
+def test_a_model_that_names_its_edge_margin_is_run_with_it(style_models, data, tmp_path):
+    """`impasto export --edge-margin 40` stores the margin in the model; every engine reads it
+    and the fast path uses it unless told otherwise (zoo8's band is wider than the default 16)."""
+    import onnx
+
+    from impasto import images
+    from impasto.export.onnx_export import set_metadata
+    from impasto.serve.runtime import load_engine, openvino_available
+    from impasto.serve.stylize import EDGE_MARGIN, Options, run_network, stylize_array
+    model = onnx.load(str(style_models / "alpha.onnx"))
+    set_metadata(model, {"edge_margin": 40})
+    onnx.save(model, str(tmp_path / "wide.onnx"))
+    photo = images.load(data / "content" / "chicago.jpg", max_side=96)
+    plain = load_engine(style_models / "alpha.onnx", "ort")
+    wide = load_engine(tmp_path / "wide.onnx", "ort")
+    assert plain.edge_margin is None and wide.edge_margin == 40
+    assert np.array_equal(run_network(wide, photo), run_network(wide, photo, margin=40))
+    assert np.array_equal(run_network(plain, photo), run_network(plain, photo, margin=EDGE_MARGIN))
+    assert not np.array_equal(run_network(wide, photo), run_network(wide, photo, margin=EDGE_MARGIN))
+    assert np.array_equal(stylize_array(wide, photo, Options(margin=0)), run_network(wide, photo, margin=0))
+    if openvino_available():
+        assert load_engine(tmp_path / "wide.onnx", "openvino-fp32").edge_margin == 40
