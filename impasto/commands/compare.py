@@ -55,7 +55,9 @@ def register(sub) -> None:
     p.add_argument("--model", action="append", default=[], metavar="ONNX",
                    help="another fast model to compare on the same objective (repeatable)")
     p.add_argument("--style-image", help="the painting the model was trained on (default: from its model card)")
-    p.add_argument("--blend", metavar="NAME", help="the style of a multi-style model (--style multi.onnx) to compare (default: none, for a single-style model)")
+    p.add_argument("--blend", metavar="NAME",
+                   help="the style of a multi-style model (--style multi.onnx) to compare (default: none, "
+                        "for a single-style model)")
     p.add_argument("--models", metavar="DIR", help="folder of bundled styles (default: the package's zoo)")
     p.add_argument("--snapshots", default="0,25,50,100,200,300,500",
                    help="iterations to keep images of")

@@ -39,5 +39,6 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from impasto.training.fast.gpu import train_all
-    return train_all(args.pack, [Path(c) for c in args.configs], args.styles.split(",") if args.styles else None, args.minutes,
-                     args.base_steps, args.workers, args.out, args.base, args.profile, [Path(m) for m in args.multi])
+    return train_all(args.pack, [Path(c) for c in args.configs], args.styles.split(",") if args.styles else None,
+                     args.minutes, args.base_steps, args.workers, args.out, args.base, args.profile,
+                     [Path(m) for m in args.multi])
