@@ -60,6 +60,7 @@ def _compute_rows(card: dict) -> list[str]:
                      f"{compute.get('hours')} h on {compute.get('device')} |")
         for i, st in enumerate(compute.get("stages", []), 1):
             extra = f", style layers {', '.join(st['style_layers'])}" if st.get("style_layers") else ""
+            extra += f", {len(st['styles'])} styles at once" if st.get("styles") else ""
             lines.append(f"| stage {i} | {st.get('steps')} steps at style weight {st.get('style_weight'):g}"
                          f"{extra}, config `{st.get('config_hash')}` |")
     lines.append(f"| network | {card.get('arch')}, {card.get('parameters'):,} parameters |")
