@@ -121,7 +121,9 @@ def main() -> int:
         strip = to_array(torch.cat([s.float().clamp(0, 1) for s in strip], dim=3))
         images.save(strip, out_dir / f"{name}_{Path(names[i]).stem}.png")
         if a.card and i == 0:  # the model card's side-by-side: a small JPEG next to the card
-            comparison = Path(a.card).with_name(f"{name}.compare.jpg")
+            # one style of a multi-style model: zoo8.candy.compare.jpg, beside the single candy's own
+            stem = f"{meta['style']}.{name}" if styles else name
+            comparison = Path(a.card).with_name(f"{stem}.compare.jpg")
             images.save(strip, comparison, quality=85)
     med = statistics.median(matched)
     summary = {"lbfgs_iterations_matched_median": med if med != float("inf") else None,
@@ -134,9 +136,13 @@ def main() -> int:
                                  "columns": ["photo", "fast", f"L-BFGS at {hit} (the fast loss)" if hit
                                              else "photo (L-BFGS never reached the fast loss)",
                                              f"L-BFGS at {a.iterations}"]}
+        if styles:   # the card keeps one summary per style
+            earlier = (json.loads(Path(a.card).read_text()) if Path(a.card).is_file() else {}).get("quality", {})
+            per_style = {**earlier.get("fast_vs_iterative", {}).get("per_style", {}), name: summary}
+            summary = {"per_style": per_style}
         write_card(a.card, {"quality": {"fast_vs_iterative": summary}}, merge_nested=True)
         print(f"merged into {a.card}")
-    print(json.dumps(summary["photos"][0]))
+    print(json.dumps(rows[0]))
     return 0
 
 
