@@ -26,6 +26,7 @@ from impasto.serve.runtime import OpenVinoEngine, OrtEngine, cpu_has_bf16, openv
 from impasto.serve.stylize import run_network
 from impasto.serve.zoo import spatial_path
 from impasto.training.fast.checkpoint import load_fast_checkpoint
+from impasto.video.synthetic import cover
 
 from .onnx_export import (DEFAULT_OPSET, calibration_batches, export_onnx, parity,
                           sha256, to_fp16, to_int8)
@@ -123,7 +124,7 @@ def render_style_sheet(onnx_path, photo: np.ndarray, paintings: Sequence[Path | 
     columns = []
     for i, painting in enumerate(paintings):
         at_hand = painting and Path(painting).is_file()
-        top = images.cover(images.load(painting, max_side=2 * max(h, w)), w, h) if at_hand else np.full_like(photo, .5)
+        top = cover(images.load(painting, max_side=2 * max(h, w)), w, h) if at_hand else np.full_like(photo, .5)
         one_hot = np.eye(count, dtype=np.float32)[i]
         columns.append(np.concatenate([top, run_network(engine, photo, style_weights=one_hot)]))
     blend = np.zeros(count, np.float32)

@@ -185,20 +185,6 @@ def resize_to(arr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.clip(np.stack([np.asarray(c) for c in chans], axis=2), 0, 1)
 
 
-def cover(image: np.ndarray, width: int, height: int) -> np.ndarray:
-    """`image` scaled (aspect kept) to cover width x height, then cropped to it, centred."""
-    import cv2   # only here: most of impasto.images runs on Pillow alone
-    h, w = image.shape[:2]
-    scale = max(width / w, height / h)
-    if scale != 1:
-        size = (max(width, round(w * scale)), max(height, round(h * scale)))
-        image = cv2.resize(np.ascontiguousarray(image, np.float32), size,
-                           interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
-    h, w = image.shape[:2]
-    y0, x0 = (h - height) // 2, (w - width) // 2
-    return np.clip(image[y0:y0 + height, x0:x0 + width], 0, 1).astype(np.float32)
-
-
 def to_uint8(arr: np.ndarray) -> np.ndarray:
     return (np.clip(arr, 0, 1) * 255.0 + 0.5).astype(np.uint8)
 

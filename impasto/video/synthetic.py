@@ -17,7 +17,6 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from impasto import images
 from impasto.errors import ImpastoError
 
 from .flow import FlowPair
@@ -124,7 +123,7 @@ def pan(photo: np.ndarray, n: int = 16, width: int = 160, height: int = 120, ste
     """A camera panning right across `photo` (HxWx3 float, wide enough) by `step` px a frame."""
     need = width + step * (n - 1)
     if photo.shape[1] < need or photo.shape[0] < height:
-        photo = images.cover(photo, need, height)
+        photo = cover(photo, need, height)
     y0 = (photo.shape[0] - height) // 2
     return compose([Layer(photo[y0:y0 + height], (-step, 0))], n, width, height, noise)
 
@@ -137,11 +136,11 @@ def parallax(background: np.ndarray, foreground: np.ndarray, object_image: np.nd
     elliptical cut of `object_image` crosses the frame the other way, by steps[2], in front of
     both. Layers: 0 background, 1 foreground band, 2 object."""
     far, near, fast = steps
-    bg = images.cover(background, width + far * (n - 1), height)
+    bg = cover(background, width + far * (n - 1), height)
     band_h = height // 3
-    band = images.cover(foreground, width + near * (n - 1), band_h)
+    band = cover(foreground, width + near * (n - 1), band_h)
     size = (height * 3) // 5
-    obj = images.cover(object_image, size, size)
+    obj = cover(object_image, size, size)
     yy, xx = np.mgrid[0:size, 0:size]
     ellipse = ((xx - (size - 1) / 2) / (size / 2)) ** 2 + ((yy - (size - 1) / 2) / (size / 2.6)) ** 2 <= 1
     start_x = width // 2 - fast * (n // 2) - size // 2   # crosses the middle half-way through the clip
@@ -149,3 +148,17 @@ def parallax(background: np.ndarray, foreground: np.ndarray, object_image: np.nd
               Layer(band, (-near, 0), (0, height - band_h)),
               Layer(obj, (fast, 0), (start_x, (height - size) // 3), ellipse)]
     return compose(layers, n, width, height, noise)
+
+
+def cover(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """`image` scaled (aspect kept) to cover width x height, then cropped to it, centred (the
+    clips' layers here; export's style sheet tiles too)."""
+    h, w = image.shape[:2]
+    scale = max(width / w, height / h)
+    if scale != 1:
+        size = (max(width, round(w * scale)), max(height, round(h * scale)))
+        image = cv2.resize(np.ascontiguousarray(image, np.float32), size,
+                           interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
+    h, w = image.shape[:2]
+    y0, x0 = (h - height) // 2, (w - width) // 2
+    return np.clip(image[y0:y0 + height, x0:x0 + width], 0, 1).astype(np.float32)
