@@ -90,6 +90,11 @@ def _multi_section(card: dict) -> list[str]:
     if sq:
         lines += ["", f"Held-out: {sq.get('photos')} photos at {sq.get('size')} px ({sq.get('measure', '')}); "
                   f"mean style reduction **{_pct(sq.get('style_reduction'))}**.", ""]
+    for style, w in worth.items():
+        comparison = w.get("comparison")
+        if comparison:
+            lines += [f"{style}: {' | '.join(comparison['columns'])} (held-out photo {comparison['photo']}, "
+                      f"{w.get('size')} px):", "", f"![{name} {style}: photo, fast, iterative]({comparison['image']})", ""]
     return lines + ["| | |", "|---|---|"] + _compute_rows(card) + [""]
 
 
