@@ -111,7 +111,8 @@ class Engine:
     def describe(self) -> str:
         return f"{self.backend} {self.precision}"
 
-    def _read_styles(self, metadata: dict, style_input_rank: int | None) -> None:
+    def _read_metadata(self, metadata: dict, style_input_rank: int | None) -> None:
+        """The model's edge margin and, for a multi-style model, its styles."""
         margin = metadata.get("impasto.edge_margin", "")
         self.edge_margin = int(margin) if margin.isdigit() else None
         if style_input_rank is None:
@@ -165,7 +166,7 @@ class OrtEngine(Engine):
         self.input_name = inp.name
         self.input_type = np.float16 if "float16" in inp.type else np.float32
         self.style_input = inputs[1].name if len(inputs) > 1 else None
-        self._read_styles(self.session.get_modelmeta().custom_metadata_map,
+        self._read_metadata(self.session.get_modelmeta().custom_metadata_map,
                           len(inputs[1].shape) if len(inputs) > 1 else None)
 
     def __call__(self, x: np.ndarray, style_weights: np.ndarray | None = None) -> np.ndarray:
@@ -207,7 +208,7 @@ class OpenVinoEngine(Engine):
         self.input_name = self.compiled.inputs[0].get_any_name()
         inputs = self.compiled.inputs
         self.style_input = inputs[1].get_any_name() if len(inputs) > 1 else None
-        self._read_styles(_onnx_metadata(path),
+        self._read_metadata(_onnx_metadata(path),
                           inputs[1].get_partial_shape().rank.get_length() if self.style_input else None)
         self._pool = self._make_pool(self.compiled)
         self.static_shapes, self.static_after = static_shapes, static_after
