@@ -10,6 +10,7 @@ contract for `impasto export` is in `checkpoint.py`.
 
 from __future__ import annotations
 
+import math
 import platform
 import time
 from collections import deque
@@ -63,6 +64,20 @@ def load_style_image(path: str, size: Optional[int]) -> torch.Tensor:
     return to_tensor(images.load(path, max_side=size))
 
 
+def check_lr_decay(lr_decay: Optional[Sequence[int]]) -> None:
+    if lr_decay is not None and (len(lr_decay) != 2 or not 0 <= lr_decay[0] < lr_decay[1]):
+        raise ImpastoError(f"lr_decay is [start, end] steps with 0 <= start < end; got {list(lr_decay)}")
+
+
+def lr_at(step: int, lr: float, lr_decay: Optional[Sequence[int]]) -> float:
+    """The learning rate at a global step: `lr`, then a half cosine from `lr` to 0 over lr_decay."""
+    if not lr_decay:
+        return lr
+    start, end = lr_decay
+    done = min(max((step - start) / (end - start), 0.0), 1.0)
+    return lr * 0.5 * (1.0 + math.cos(math.pi * done))
+
+
 class FastStyleModule(pl.LightningModule):
     """Train one feed-forward network for one style image.
 
@@ -77,6 +92,9 @@ class FastStyleModule(pl.LightningModule):
         content_layers, style_layers, style_layer_weights: VGG layers (Johnson's by default).
         vgg_weights: VGG weight source (path or "torchvision"); default: $IMPASTO_VGG_WEIGHTS.
         lr: Adam learning rate.
+        lr_decay: [start, end] global steps: the learning rate holds until `start`, then falls along
+            a half cosine to zero at `end` and stays there; none: constant. Global steps, so a
+            resumed run continues on the same curve (set max_steps to `end`).
         channels_last: run the transformer and VGG in channels-last memory format (faster on CPU).
         bf16_gram: under bf16-mixed precision, multiply the style Grams in bf16 too (AVX-512 BF16 units; about
             0.4% rounding per entry, far below a step's noise; bench/bench_training.py measures it).
@@ -106,8 +124,10 @@ class FastStyleModule(pl.LightningModule):
                  lr: float = 1e-3, channels_last: bool = True, bf16_gram: bool = True, grid_size: int = 4,
                  init_from: Optional[str] = None, style_ramp_steps: int = 0, pixel_weight: float = 0.0,
                  style_relative: bool = False, temporal_weight: float = 0.0,
-                 temporal_motion: Optional[dict] = None, temporal_lowpass: int = 1):
+                 temporal_motion: Optional[dict] = None, temporal_lowpass: int = 1,
+                 lr_decay: Optional[Sequence[int]] = None):
         super().__init__()
+        check_lr_decay(lr_decay)
         if temporal_lowpass < 1:
             raise ImpastoError(f"temporal_lowpass is a block size in pixels (1 = per pixel); got {temporal_lowpass}")
         if arch not in ARCHITECTURES:
@@ -206,6 +226,11 @@ class FastStyleModule(pl.LightningModule):
 
     def on_train_batch_start(self, batch, batch_idx):
         self._step_started = time.perf_counter()
+        # The schedule is a function of the global step, not an LR scheduler's own counter: a run
+        # resumed from a checkpoint written before the decay was chosen lands on the same curve.
+        lr = lr_at(self.global_step, self.hparams.lr, self.hparams.get("lr_decay"))
+        for group in self.optimizers().optimizer.param_groups:
+            group["lr"] = lr
 
     def training_step(self, batch, batch_idx):
         x = batch["image"]

@@ -52,13 +52,13 @@ class MultiStyleModule(FastStyleModule):
                  style_layer_weights: Optional[Sequence[float]] = None, vgg_weights: Optional[str] = None,
                  lr: float = 1e-3, channels_last: bool = True, bf16_gram: bool = True, grid_size: int = 4,
                  init_from: Optional[str] = None, add_to: Optional[str] = None, style_ramp_steps: int = 0,
-                 style_relative: bool = False):
+                 style_relative: bool = False, lr_decay: Optional[Sequence[int]] = None):
         super().__init__(style_image=None, style_name=network_name, arch=arch, style_size=style_size,
                          content_weight=content_weight, style_weight=0.0, tv_weight=tv_weight,
                          content_layers=content_layers, style_layers=style_layers,
                          style_layer_weights=style_layer_weights, vgg_weights=vgg_weights, lr=lr,
                          channels_last=False, bf16_gram=bf16_gram, grid_size=grid_size,
-                         style_ramp_steps=style_ramp_steps, style_relative=style_relative)
+                         style_ramp_steps=style_ramp_steps, style_relative=style_relative, lr_decay=lr_decay)
         self.save_hyperparameters()   # this class's arguments, not the parent's
         if not style_images:
             raise ImpastoError("style_images: list at least one painting")

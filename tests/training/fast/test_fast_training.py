@@ -113,6 +113,36 @@ def test_resume_is_exact_and_checkpoint_contract(photos, style_image, tmp_path):
     assert y.shape == (1, 3, 37, 50)
 
 
+def test_lr_decay_follows_the_global_step_across_a_resume(photos, style_image, tmp_path):
+    """A decay chosen when resuming a constant-rate run lands on the same curve as a run that
+    had it from the start, and the rate Adam used last is the cosine's."""
+    from impasto.training.fast.cli import cli_main
+    from impasto.training.fast.module import lr_at
+
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    decay = ("--model.lr_decay", "[3,7]")
+    assert cli_main(tiny_args(photos, style_image, a, 3)) == 0      # constant rate: the decay starts at 3
+    assert cli_main(tiny_args(photos, style_image, b, 7, *decay, "--resume", str(a / "checkpoints" / "last.ckpt"))) == 0
+    assert cli_main(tiny_args(photos, style_image, c, 7, *decay)) == 0
+    resumed, straight = train_losses(b), train_losses(c)
+    assert sorted(resumed) == [3, 4, 5, 6]
+    for step in resumed:
+        assert resumed[step] == pytest.approx(straight[step], rel=1e-4), step
+    for run in (b, c):
+        state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+        used = state["optimizer_states"][0]["param_groups"][0]["lr"]
+        assert used == pytest.approx(lr_at(6, 0.01, (3, 7))) and used < 0.2 * 0.01
+
+
+def test_lr_decay_is_a_half_cosine_and_bad_ranges_are_refused(style_image):
+    from impasto.training.fast.module import FastStyleModule, lr_at
+    assert lr_at(10, 1e-3, None) == 1e-3
+    assert [lr_at(s, 1.0, (4, 8)) for s in (0, 4, 6, 8, 20)] == pytest.approx([1.0, 1.0, 0.5, 0.0, 0.0])
+    for bad in ([5, 5], [8, 4], [-1, 3], [3]):
+        with pytest.raises(ImpastoError, match="lr_decay is \\[start, end\\]"):
+            FastStyleModule(style_image, lr_decay=bad)
+
+
 def test_ctrl_c_leaves_a_usable_checkpoint(photos, style_image, tmp_path):
     import pytorch_lightning as pl
     from impasto.training.fast.data import PhotoDataModule
