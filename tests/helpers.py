@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import shutil
 import socket
 import subprocess
 import sys
@@ -54,6 +55,13 @@ def _photos(data: Path) -> list[Path]:
 
 def photos_in(data: Path) -> list[Path]:
     return sorted((data / "content").glob("*.jpg"))
+
+
+def coco_photos(data: Path, folder: Path, n: int) -> Path:
+    """The first n photos of the shared COCO sample, copied into folder."""
+    for p in sorted((data / "coco_sample").glob("*.jpg"))[:n]:
+        shutil.copy(p, folder / p.name)
+    return folder
 
 
 def free_port() -> int:

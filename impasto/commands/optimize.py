@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .options import (add_objective_arguments, add_parser, add_run_arguments, check_result_size, config_from_args,
-                      inputs_of, integer, number)
+                      inputs_of, integer, number, write_result)
 from .semantic import add_semantic_arguments, maybe_run
 from .video_options import add_video_arguments, report
 
@@ -67,18 +67,7 @@ def run(args) -> int:
     check_result_size(content, config, args.max_output_pixels)
     styles = [images.load(s) for s in args.style]
     result = stylize(content, styles, config, args.style_weights, progress=not args.quiet)
-    if result.interrupted:  # stopped by Ctrl-C: write what was reached; a second one must not break that
-        from impasto.interrupts import ignore_further_interrupts
-        ignore_further_interrupts()
-    images.save(result.image, args.output)
-    last = result.final or (result.history[-1] if result.history else {})
-    terms = " ".join(f"{k}={v:.4g}" for k, v in last.items() if k not in ("seconds", "scale", "best"))
-    if result.interrupted:
-        print(f"stopped after {result.iterations} iterations; wrote {args.output}. "
-              f"Resume with --init {args.output}")
-        return 130
-    print(f"wrote {args.output} ({result.iterations} iterations, {result.seconds:.1f} s; {terms})")
-    return 0
+    return write_result(result, args.output)
 
 
 def run_video(args) -> int:

@@ -187,6 +187,23 @@ def inputs_of(args) -> list:
             *(getattr(args, "style_map", None) or []), *(getattr(args, "mask", None) or [])]
 
 
+def write_result(result, output: str, label: str = "") -> int:
+    """Save an iterative run's picture and report it. After Ctrl-C, what was reached is written
+    and the exit status is 130, with how to go on from it."""
+    from impasto import images
+    if result.interrupted:  # a second Ctrl-C must not break the write
+        from impasto.interrupts import ignore_further_interrupts
+        ignore_further_interrupts()
+    images.save(result.image, output)
+    if result.interrupted:
+        print(f"stopped after {result.iterations} iterations; wrote {output}. Resume with --init {output}")
+        return 130
+    last = result.final or (result.history[-1] if result.history else {})
+    terms = " ".join(f"{k}={v:.4g}" for k, v in last.items() if k not in ("seconds", "scale", "best"))
+    print(f"wrote {output} ({label}{result.iterations} iterations, {result.seconds:.1f} s; {terms})")
+    return 0
+
+
 def check_result_size(content, config, max_output_pixels=None) -> None:
     """Refuse a --size/--scales whose result would be over the output limit, before any work."""
     from impasto import images

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from .options import check_result_size, config_from_args, integer, number
+from .options import check_result_size, config_from_args, integer, number, write_result
 
 SEMANTIC_EPILOG = """\
 semantic modes (maps are colour-coded PNG/JPEG images, one flat colour per region):
@@ -156,14 +156,4 @@ def run(args) -> int:
     scfg = SemanticConfig(mode=mode, **extra)
     check_result_size(picture, config, args.max_output_pixels)
     result = stylize_semantic(inputs, config, scfg, progress=not args.quiet)
-    if result.interrupted:  # stopped by Ctrl-C: write what was reached; a second one must not break that
-        from impasto.interrupts import ignore_further_interrupts
-        ignore_further_interrupts()
-    images.save(result.image, args.output)
-    last = result.final or (result.history[-1] if result.history else {})
-    terms = " ".join(f"{k}={v:.4g}" for k, v in last.items() if k not in ("seconds", "scale", "best"))
-    if result.interrupted:
-        print(f"stopped after {result.iterations} iterations; wrote {args.output}. Resume with --init {args.output}")
-        return 130
-    print(f"wrote {args.output} ({mode}, {result.iterations} iterations, {result.seconds:.1f} s; {terms})")
-    return 0
+    return write_result(result, args.output, f"{mode}, ")

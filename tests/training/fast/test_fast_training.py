@@ -16,23 +16,16 @@ from PIL import Image
 from impasto.errors import ImpastoError
 from impasto.hardware import auto_trainer_precision
 
-from helpers import REPO
+from helpers import REPO, coco_photos
 N_PHOTOS = 12  # 2 held out, 10 for training: 5 steps per epoch at batch 2
 
 
-@pytest.fixture(autouse=True)
-def _env(weights_path, monkeypatch):
-    monkeypatch.setenv("IMPASTO_VGG_WEIGHTS", weights_path)
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    monkeypatch.chdir(REPO)
+pytestmark = pytest.mark.usefixtures("training_env")
 
 
 @pytest.fixture(scope="module")
 def photos(data, tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("photos")
-    for p in sorted((data / "coco_sample").glob("*.jpg"))[:N_PHOTOS]:
-        shutil.copy(p, folder / p.name)
-    return folder
+    return coco_photos(data, tmp_path_factory.mktemp("photos"), N_PHOTOS)
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@ a few steps; adding a style trains its norm rows and nothing else."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -11,24 +10,17 @@ import torch
 
 from impasto.errors import ImpastoError
 
-from helpers import REPO, make_checkpoint
+from helpers import REPO, coco_photos, make_checkpoint
 
 N_PHOTOS = 8   # 2 held out, 6 for training: 3 steps per epoch at batch 2
 
 
-@pytest.fixture(autouse=True)
-def _env(weights_path, monkeypatch):
-    monkeypatch.setenv("IMPASTO_VGG_WEIGHTS", weights_path)
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    monkeypatch.chdir(REPO)
+pytestmark = pytest.mark.usefixtures("training_env")
 
 
 @pytest.fixture(scope="module")
 def photos(data, tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("photos")
-    for p in sorted((data / "coco_sample").glob("*.jpg"))[:N_PHOTOS]:
-        shutil.copy(p, folder / p.name)
-    return folder
+    return coco_photos(data, tmp_path_factory.mktemp("photos"), N_PHOTOS)
 
 
 def tiny_args(photos, run_dir, steps, *extra) -> list[str]:
