@@ -18,6 +18,8 @@ on the parallax clip, error in the object's region <= 1.5x per frame.
 
     python bench/bench_flicker.py                     # the bundled styles
     python bench/bench_flicker.py --model runs/x.onnx --strength 0.6 0.8
+    python bench/bench_flicker.py --model candy --model models/zoo/candy.video.onnx --card
+        (--card: each model's per-frame and smoothed flicker go into its card, quality.flicker)
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from impasto import images
+from impasto.models.zoo.card import card_path, write_card
 from impasto.serve import video as sv
 from impasto.serve.runtime import load_engine
 from impasto.serve.stylize import stylize_array
@@ -92,11 +95,13 @@ def main(argv=None) -> int:
                    help=f"temporal strengths to try (default: the CLI's, {sv.DEFAULT_STRENGTH})")
     p.add_argument("--frames", type=int, default=16, help="frames a clip (default 16)")
     p.add_argument("--data", default=str(DATA), help="the shared data folder (default ../shared/data)")
+    p.add_argument("--card", action="store_true", help="merge each model's figures into its card (quality.flicker)")
     args = p.parse_args(argv)
 
     models = [resolve_style(m) for m in args.model] if args.model else [s["path"] for s in list_styles()]
     made = clips(Path(args.data), args.frames)
     met = {strength: True for strength in args.strength}
+    cards: dict = {model: {} for model in models}
     for name, clip in made.items():
         h, w = clip.frames[0].shape[:2]
         print(f"\n{name} clip: {len(clip.frames)} frames {w}x{h}; flicker with the true flow, 0-255 levels")
@@ -106,6 +111,8 @@ def main(argv=None) -> int:
             engine = load_engine(model, "ort")
             rows = measure(engine, clip, args.strength)
             base, base_region, _ = rows["per frame"]
+            cards[model][name] = {"frames": len(clip.frames), "size": [w, h], **{
+                run: {"abs": round(f.abs, 3), "sq": round(f.sq, 2)} for run, (f, _, _) in rows.items()}}
             for run, (f, region, speed) in rows.items():
                 line = (f"{model.stem:<14} {run:<26} {f.abs:6.3f} {f.sq:7.2f} {f.abs / base.abs:7.2f} "
                         f"{f.sq / base.sq:6.2f} {format(speed, '.2f') if speed else '-':>6}")
@@ -116,6 +123,12 @@ def main(argv=None) -> int:
                     strength = float(run.split()[1])
                     met[strength] &= (f.abs <= 0.5 * base.abs and speed >= 0.7 if name == "pan"
                                       else region.abs <= 1.5 * base_region.abs)
+    if args.card:
+        for model, clips_measured in cards.items():
+            write_card(card_path(model), {"quality": {"flicker": {
+                "clips": clips_measured, "note": "0-255 levels, true motion undone; bench/bench_flicker.py"}}},
+                merge_nested=True)
+            print(f"merged into {card_path(model)}")
     print("\ntargets: pan abs <= 0.5x per frame at >= 0.7x speed; parallax object region <= 1.5x")
     for strength, ok in met.items():
         print(f"  strength {strength:g}: " + ("met" if ok else "NOT met"))

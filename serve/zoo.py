@@ -13,6 +13,7 @@ from impasto.errors import ImpastoError, shown
 from impasto.models.zoo.card import STYLE_NAME, card_styles, preview_path, read_card
 
 SPATIAL_SUFFIX = ".spatial.onnx"   # a multi-style model's per-pixel variant, next to it
+VIDEO_SUFFIX = ".video.onnx"       # a style's network trained for steady video (the temporal term), next to it
 DEFAULT_STYLE_ORDER = ("candy", "mosaic", "starry_night", "the_wave", "udnie", "composition_vii")
 
 
@@ -41,7 +42,8 @@ def list_styles(folder: str | os.PathLike | None = None) -> list[dict]:
             preview = preview_path(p)
             card = read_card(p)
             styles.append({"name": p.stem, "path": p, "card": card, "styles": card_styles(card),
-                           "preview": preview if preview.is_file() else None})
+                           "preview": preview if preview.is_file() else None,
+                           "video": video_path(p) if video_path(p).is_file() else None})
     order = {n: i for i, n in enumerate(DEFAULT_STYLE_ORDER)}
     styles.sort(key=lambda s: (not s["card"].get("default", False), order.get(s["name"], 99), s["name"]))
     return styles
@@ -93,6 +95,19 @@ def spatial_model(path: str | os.PathLike) -> Path:
         raise ImpastoError(f"{Path(path).name} has no per-pixel variant ({spatial.name}) for a style mask; "
                            "`impasto export` writes it for multi-style checkpoints")
     return spatial
+
+
+def video_path(path: str | os.PathLike) -> Path:
+    """Where a style's video network lives: `candy.onnx` -> `candy.video.onnx`."""
+    path = Path(path)
+    return path.with_name(path.stem + VIDEO_SUFFIX)
+
+
+def video_model(path: str | os.PathLike) -> Path:
+    """The network to paint a video with: the style's video network when one lies beside it
+    (trained so that frame-by-frame painting flickers less: docs/video.md), else the style's own."""
+    video = video_path(path)
+    return video if video.is_file() else Path(path)
 
 
 def model_with_styles(names: list[str], folder: str | os.PathLike | None = None) -> str:

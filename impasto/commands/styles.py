@@ -37,8 +37,8 @@ def run(args) -> int:
         return list_inside(args)
     entries = zoo.list_styles(args.models)
     if args.json:
-        print(json.dumps([{"name": e["name"], "file": str(e["path"].name), "card": e["card"]}
-                          for e in entries], indent=2))
+        print(json.dumps([{"name": e["name"], "file": str(e["path"].name), "card": e["card"],
+                           "video": e["video"].name if e["video"] else None} for e in entries], indent=2))
         return 0
     if not entries:
         print(f"no styles in {zoo.model_dir(args.models)}")
@@ -53,7 +53,9 @@ def run(args) -> int:
     for i, e in enumerate(entries):
         c = e["card"]
         wall = c.get("wall_time_s")
-        table.add_row(e["name"] + (" (default)" if i == 0 else ""), str(c.get("arch", "?")),
+        # a video network beside the style: `impasto stylize VIDEO` paints with it
+        table.add_row(e["name"] + (" (default)" if i == 0 else "") + (" +video" if e["video"] else ""),
+                      str(c.get("arch", "?")),
                       str(c.get("style_image", "")), str(c.get("steps", "")),
                       f"{wall / 60:.0f} min" if isinstance(wall, (int, float)) else "",
                       _fmt_backends(c), *([", ".join(e["styles"])] if table.columns[-1].header.startswith("styles")

@@ -195,6 +195,8 @@ def run_video(args) -> int:
     if args.blend or args.style_mask:
         raise ImpastoError("--blend and --style-mask paint photos; a video takes one style (--style)")
     model = zoo.resolve_style(args.style, args.models)
+    if not args.photo_network:
+        model = zoo.video_model(model)
     engine = load_engine(model, args.backend)
     if not args.quiet:
         print(f"{args.input}: {info.describe()}; style {model.stem} ({engine.describe()}), "

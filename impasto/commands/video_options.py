@@ -28,6 +28,9 @@ def add_video_arguments(parser: argparse.ArgumentParser, iterative: bool = False
         g.add_argument("--temporal-strength", type=number(0, 1), default=DEFAULT_STRENGTH, metavar="S",
                        help="0..1: how much of the warped previous frame is kept where the motion is "
                             "reliable (higher is steadier but trails on fast motion)")
+        g.add_argument("--photo-network", action="store_true",
+                       help="paint with the style's photo network even when a video network "
+                            "(STYLE.video.onnx, trained to flicker less) lies beside it")
     g.add_argument("--flow", choices=["dis", "dis-fast", "farneback"], default=None,
                    help="optical flow method for the temporal consistency (default: dis-fast at 256 px "
                         "for the fast path, dis for the iterative path)")

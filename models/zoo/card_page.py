@@ -9,7 +9,9 @@ Each style gets its painting, the held-out side-by-side that `bench/fast_vs_iter
 | L-BFGS at its last iteration), and its numbers: held-out style quality, L-BFGS iterations it is worth, the
 compute it got (device, steps, images seen, hours, every stage's config hash) and latency.
 A multi-style network gets one section: its sheet (every style on one photo, and a blend) and
-one row of numbers per style.
+one row of numbers per style. A style's video network (`<style>.video.onnx`, trained with the
+temporal term; `impasto stylize` paints videos with it) is shown in its style's section, with its
+per-frame flicker beside the photo network's.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from impasto.files import atomic_write_bytes
 
 HERE = Path(__file__).resolve().parent
 PAGE = "README.md"
+VIDEO_CARD = ".video.json"   # the card of a style's video network, beside the style's own
 
 
 def _pct(x) -> str:
@@ -50,6 +53,26 @@ def _style_section(card: dict) -> list[str]:
         lines.append(f"| worth L-BFGS iterations (median) | **{fvi.get('lbfgs_iterations_matched_median')}** "
                      f"({per_photo}; {len(fvi.get('photos', []))} held-out photos at {fvi.get('size')} px) |")
     return lines + _compute_rows(card) + [""]
+
+
+def _flicker(card: dict, clip: str) -> float | None:
+    return card.get("quality", {}).get("flicker", {}).get("clips", {}).get(clip, {}).get("per frame", {}).get("abs")
+
+
+def _video_section(video: dict, photo: dict) -> list[str]:
+    """A style's video network against its photo network: per-frame flicker and held-out style."""
+    lines = ["", f"**Video network** (`{photo['style']}.video.onnx`): trained with the "
+             f"temporal term; `impasto stylize` paints videos with it (`--photo-network` to use the one above).", "",
+             "| | photo network | video network |", "|---|---|---|"]
+    for clip in ("pan", "parallax"):
+        before, after = _flicker(photo, clip), _flicker(video, clip)
+        if before is not None and after is not None:
+            lines.append(f"| per-frame flicker, {clip} clip (abs, 0-255) | {before:.2f} | "
+                         f"**{after:.2f}** ({after / before:.2f}x) |")
+    style = lambda c: c.get("quality", {}).get("style_quality", {}).get("style_reduction")  # noqa: E731
+    lines.append(f"| style reduction, held-out | {_pct(style(photo))} | {_pct(style(video))} |")
+    lines += ["", "| video network | |", "|---|---|"] + _compute_rows(video)
+    return lines
 
 
 def _compute_rows(card: dict) -> list[str]:
@@ -99,13 +122,22 @@ def _multi_section(card: dict) -> list[str]:
 
 
 def render(folder: Path = HERE) -> str:
-    cards = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
-    cards = [c for c in cards if "style" in c]
+    cards, video = [], {}
+    for path in sorted(folder.glob("*.json")):
+        card = json.loads(path.read_text())
+        if "style" not in card:
+            continue
+        if path.name.endswith(VIDEO_CARD):
+            video[path.name[:-len(VIDEO_CARD)]] = card
+        else:
+            cards.append(card)
     head = ["# The bundled styles: model cards", "",
             "Written by `python -m impasto.models.zoo.card_page` from the JSON cards beside it; do not edit.",
             "Held-out means photos no network was trained on (`bench/style_quality.py`: "
             "`../shared/data/content`; `bench/fast_vs_iterative.py`: the held-out COCO photos).", ""]
-    sections = [_multi_section(c) if c.get("styles") else _style_section(c) for c in cards]
+    sections = [_multi_section(c) if c.get("styles") else
+                _style_section(c) + (_video_section(video[c["style"]], c) + [""] if c["style"] in video else [])
+                for c in cards]
     return "\n".join(head + [line for section in sections for line in section])
 
 

@@ -90,3 +90,22 @@ def test_the_bundled_card_page_says_what_the_cards_say():
         assert f"## {name}" in page and "style reduction, held-out | **" in page
     for target in re.findall(r'(?:src="|\]\()([^")]+)', page):   # every picture it shows exists
         assert (card_page.HERE / target).is_file(), target
+
+
+def test_the_card_page_shows_a_style_s_video_network_beside_its_photo_network(tmp_path):
+    from impasto.models.zoo import card_page
+    flicker = lambda pan, parallax: {"flicker": {"clips": {"pan": {"per frame": {"abs": pan}},  # noqa: E731
+                                                           "parallax": {"per frame": {"abs": parallax}}}}}
+    photo = {"style": "candy", "arch": "slim", "parameters": 62812,
+             "quality": {"style_quality": {"style_reduction": 0.625}, **flicker(5.0, 15.0)}}
+    video = {"style": "candy", "arch": "slim", "parameters": 62812,
+             "quality": {"style_quality": {"style_reduction": 0.58}, **flicker(2.5, 9.0)}}
+    (tmp_path / "candy.json").write_text(json.dumps(photo))
+    page = card_page.render(tmp_path)
+    assert "Video network" not in page
+    (tmp_path / "candy.video.json").write_text(json.dumps(video))
+    page = card_page.render(tmp_path)
+    assert page.count("## candy") == 1 and "Video network" in page   # in candy's section, not one of its own
+    assert "| per-frame flicker, pan clip (abs, 0-255) | 5.00 | **2.50** (0.50x) |" in page
+    assert "| per-frame flicker, parallax clip (abs, 0-255) | 15.00 | **9.00** (0.60x) |" in page
+    assert "| style reduction, held-out | 62.5% | 58.0% |" in page

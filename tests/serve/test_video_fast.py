@@ -3,6 +3,7 @@ smoother; the CLI's video branch."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -46,6 +47,28 @@ def test_cli_stylize_video(tmp_path, clip, model):
     info = video.probe(out)
     assert (info.width, info.height, info.fps) == (48, 32, FPS)
     assert len(list(video.read_frames(out))) == N
+
+
+@pytest.mark.slow
+def test_cli_paints_a_video_with_the_style_s_video_network_when_one_is_bundled(tmp_path, clip, model, style_models):
+    import shutil
+    folder = tmp_path / "zoo"
+    folder.mkdir()
+    shutil.copy(model, folder / "tiny.onnx")
+    run = lambda *extra: subprocess.run(  # noqa: E731
+        [sys.executable, "-m", "impasto.cli", "stylize", str(clip), "--style", "tiny", "--models", str(folder),
+         "--backend", "ort", "--size", "48", "--max-frames", "2", "--no-flicker", *extra,
+         "-o", str(tmp_path / "out.mp4")], capture_output=True, text=True, timeout=120)
+    alone = run()
+    assert alone.returncode == 0 and "style tiny (" in alone.stdout, alone.stderr
+    shutil.copy(style_models / "alpha.onnx", folder / "tiny.video.onnx")
+    video_net, photo_net = run(), run("--photo-network")
+    assert video_net.returncode == 0 and "style tiny.video (" in video_net.stdout, video_net.stderr
+    assert photo_net.returncode == 0 and "style tiny (" in photo_net.stdout, photo_net.stderr
+    listed = subprocess.run([sys.executable, "-m", "impasto.cli", "styles", "--models", str(folder), "--json"],
+                            capture_output=True, text=True, timeout=60)
+    styles = json.loads(listed.stdout)   # the video network is a variant, not a style of its own
+    assert [(s["name"], s["video"]) for s in styles] == [("tiny", "tiny.video.onnx")]
 
 
 @pytest.mark.slow
