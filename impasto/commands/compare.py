@@ -87,6 +87,9 @@ def register(sub) -> None:
                    help="fast path: share of the warped previous frame kept (default as impasto stylize)")
     v.add_argument("--temporal-weight", type=number(0), metavar="W",
                    help="iterative path: weight of the temporal loss (default as impasto optimize)")
+    v.add_argument("--photo-network", action="store_true",
+                   help="fast path: the style's photo network even when a video network lies beside it "
+                        "(as impasto stylize)")
     run_options = add_run_arguments(p)
     run_options["iterations"].help = ("loss evaluations (default: 500 for the report, 150 per cell with "
                                       "--algorithms, 30 a frame for a video)")
@@ -156,7 +159,7 @@ def _run_video(args) -> int:
     from pathlib import Path
 
     from impasto.errors import ImpastoError
-    from impasto.serve.zoo import resolve_style
+    from impasto.serve.zoo import resolve_style, video_model
     from impasto.compare.video import VideoCompareOptions, compare_video
 
     if len(args.content) != 1:
@@ -175,6 +178,8 @@ def _run_video(args) -> int:
         temporal_strength=args.temporal_strength, temporal_weight=args.temporal_weight, backend=args.backend,
         threads=args.threads, seed=args.seed, progress=not args.quiet).check()
     model = resolve_style(args.style[0], args.models)
+    if not args.photo_network:   # the network `impasto stylize` paints this video with
+        model = video_model(model)
     log = (lambda s: None) if args.quiet else print
     data = compare_video(args.content[0], model, out, options, style_image=args.style_image,
                          vgg_weights=args.vgg_weights, style_search=[model.parent], log=log)

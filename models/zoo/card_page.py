@@ -84,6 +84,8 @@ def _compute_rows(card: dict) -> list[str]:
         for i, st in enumerate(compute.get("stages", []), 1):
             extra = f", style layers {', '.join(st['style_layers'])}" if st.get("style_layers") else ""
             extra += f", {len(st['styles'])} styles at once" if st.get("styles") else ""
+            extra += (f", temporal weight {st['temporal_weight']:g} on {st.get('temporal_lowpass', 1)} px blocks"
+                      if st.get("temporal_weight") else "")
             lines.append(f"| stage {i} | {st.get('steps')} steps at style weight {st.get('style_weight'):g}"
                          f"{extra}, config `{st.get('config_hash')}` |")
     lines.append(f"| network | {card.get('arch')}, {card.get('parameters'):,} parameters |")

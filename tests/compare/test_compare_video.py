@@ -20,7 +20,7 @@ def test_compare_on_a_video_reports_flicker_speed_and_loss_for_each_run(tmp_path
     from impasto.cli import main
     from impasto.serve.runtime import load_engine
     from impasto.serve.stylize import run_network
-    from impasto.serve.zoo import resolve_style
+    from impasto.serve.zoo import resolve_style, video_model
     from impasto.compare.metrics import evaluate
     from impasto.compare.objective import build_fast_objective, training_params
     from impasto.models.zoo.card import load_card
@@ -45,8 +45,10 @@ def test_compare_on_a_video_reports_flicker_speed_and_loss_for_each_run(tmp_path
         assert runs["iterative + temporal"]["flicker"][way] * 1.5 < runs["iterative, per frame"]["flicker"][way]
         assert 0 < report["input_flicker"][way] < runs["fast, per frame"]["flicker"][way]
 
-    # The loss of a frame is the fast model's objective on it, computed directly.
-    model = resolve_style("candy")
+    # The loss of a frame is the fast model's objective on it, computed directly; the fast model is
+    # the one `impasto stylize` paints videos with (candy's video network when it is bundled).
+    model = video_model(resolve_style("candy"))
+    assert report["model"]["file"] == model.name
     objective = build_fast_objective(training_params(load_card(model)), style, weights_path)
     first = next(iter(video.read_frames(clip, 64)))
     direct = evaluate(objective.loss, run_network(load_engine(model, "ort"), first), first)
