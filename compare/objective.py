@@ -44,7 +44,7 @@ def find_style_image(params: dict, card: dict, given: Optional[str | os.PathLike
                      search: Sequence[Path] = (), model: Optional[Path] = None) -> Path:
     """The painting the model was trained on: `given`, else the config's path (relative to the
     working folder, as `impasto train` resolves it), else its file name in the search folders, else
-    the small copy that export wrote next to `model` (`<name>.style.jpg`)."""
+    the small copy next to `model` that its card names (export writes `<name>.style.jpg`)."""
     if given:
         p = Path(given)
         if not p.is_file():
@@ -54,8 +54,9 @@ def find_style_image(params: dict, card: dict, given: Optional[str | os.PathLike
     if not recorded:
         raise ImpastoError("the model card does not name its style image; pass --style-image")
     candidates = [Path(recorded)] + [Path(d) / Path(recorded).name for d in search]
-    if model is not None:
-        candidates.append(style_thumbnail_path(model))
+    if model is not None:   # a video network's card names its photo network's copy
+        thumbnail = card.get("style_thumbnail")
+        candidates.append(model.with_name(Path(thumbnail).name) if thumbnail else style_thumbnail_path(model))
     for c in candidates:
         if c.is_file():
             return c

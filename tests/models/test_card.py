@@ -78,6 +78,10 @@ def test_compare_finds_the_painting_outside_the_checkout(tmp_path, monkeypatch):
     assert found == style_thumbnail_path(model)
     with pytest.raises(ImpastoError, match="pass --style-image"):
         find_style_image(training_params(card), card)
+    for video in zoo.bundled_dir().glob("*" + zoo.VIDEO_SUFFIX):   # it shares its photo network's copy
+        card = load_card(video)
+        photo = video.with_name(video.name.replace(zoo.VIDEO_SUFFIX, ".onnx"))
+        assert find_style_image(training_params(card), card, model=video) == style_thumbnail_path(photo)
 
 
 def test_the_bundled_card_page_says_what_the_cards_say():
