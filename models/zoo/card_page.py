@@ -86,6 +86,8 @@ def _compute_rows(card: dict) -> list[str]:
             extra += f", {len(st['styles'])} styles at once" if st.get("styles") else ""
             extra += (f", temporal weight {st['temporal_weight']:g} on {st.get('temporal_lowpass', 1)} px blocks"
                       if st.get("temporal_weight") else "")
+            extra += (f", learning rate decayed to 0 over steps {st['lr_decay'][0]}-{st['lr_decay'][1]}"
+                      if st.get("lr_decay") else "")
             lines.append(f"| stage {i} | {st.get('steps')} steps at style weight {st.get('style_weight'):g}"
                          f"{extra}, config `{st.get('config_hash')}` |")
     lines.append(f"| network | {card.get('arch')}, {card.get('parameters'):,} parameters |")
