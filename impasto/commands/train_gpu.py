@@ -15,8 +15,10 @@ def register(sub) -> None:
                    description="The shared base network (configs/fast/base.yaml), then every style config\n"
                                "and the eight-style network (--multi) at once, each with configs/fast/gpu.yaml\n"
                                "on top (Johnson's network, 256 px crops, batch 8, bf16-mixed), from a pack\n"
-                               "written by `impasto pack`. Each network comes back as OUT/results/<style>.ckpt\n"
-                               "without its optimiser state.\n"
+                               "written by `impasto pack`; then, in the budget's last --video-share, every\n"
+                               "style's video network: its photo network fine-tuned with the temporal term\n"
+                               "(--video-profile on top). Each network comes back as OUT/results/<style>.ckpt\n"
+                               "(<style>_video.ckpt) without its optimiser state.\n"
                                "Run it from the repository root.\n\n"
                                "examples:\n  impasto train-gpu --pack packs/coco --minutes 12\n"
                                "  impasto train-gpu --pack packs/coco --styles candy --multi     # candy alone")
@@ -34,6 +36,10 @@ def register(sub) -> None:
                         f"(default: the bundled eight-style network's, {MULTI})")
     p.add_argument("--profile", type=Path, default=CONFIGS / "gpu.yaml",
                    help="applied on top of every config")
+    p.add_argument("--video-share", type=float, default=0.25,
+                   help="share of the styles' time for their video networks; 0: none")
+    p.add_argument("--video-profile", type=Path, default=CONFIGS / "video.yaml",
+                   help="applied on top of a style's config and --profile for its video network")
     p.set_defaults(run=run)
 
 
@@ -41,4 +47,4 @@ def run(args) -> int:
     from impasto.training.fast.gpu import train_all
     return train_all(args.pack, [Path(c) for c in args.configs], args.styles.split(",") if args.styles else None,
                      args.minutes, args.base_steps, args.workers, args.out, args.base, args.profile,
-                     [Path(m) for m in args.multi])
+                     [Path(m) for m in args.multi], args.video_profile, args.video_share)

@@ -9,11 +9,14 @@
    started from its architecture's base, until the budget is spent (or its max_steps), and beside
    them the multi-style networks (`impasto train-gpu --multi`: configs/multistyle/zoo8.yaml by
    default), each an `impasto train-multi` from the base too.
+3. Every style's video network (configs/fast/video.yaml on top): its photo network fine-tuned with
+   the temporal term, in the last `video_share` of the budget (0: none). The multi-style
+   networks train on through it.
 
 Each run is a plain `impasto train` (LightningCLI, bf16-mixed autocast, channels-last) of the
 style's own config with the GPU profile on top (configs/fast/gpu.yaml: Johnson's network, 256 px
 crops, batch 8), and the pack's photos, paintings and VGG file in place of ../shared's. Afterwards every style's
-network is written to OUT/<style>.ckpt without the optimiser state (small enough to carry
+network is written to OUT/results/<style>.ckpt (its video network to <style>_video.ckpt) without the optimiser state (small enough to carry
 back; `impasto export` and `bench/fast_vs_iterative.py` read it like any checkpoint), and
 OUT/summary.json says what each run got: steps, images seen, seconds.
 """
@@ -37,7 +40,7 @@ IMPASTO = [sys.executable, "-c", "import sys; from impasto.cli import main; sys.
 
 def style_configs(places: list[Path], only: list[str] | None) -> list[Path]:
     configs = [p for place in places for p in (sorted(place.glob("*.yaml")) if place.is_dir() else [place])
-               if p.stem not in ("base", "gpu")]
+               if p.stem not in ("base", "gpu", "video")]
     if only:
         missing = set(only) - {p.stem for p in configs}
         if missing:
@@ -129,8 +132,12 @@ def hms(seconds: float) -> str:
 def train_all(pack: Path, configs: list[Path], styles: list[str] | None = None, minutes: float = 12.0,
               base_steps: int = 800, workers: int = 2, out: Path = Path("runs/gpu"),
               base: Path = Path("configs/fast/base.yaml"), profile: Path = Path("configs/fast/gpu.yaml"),
-              multi: list[Path] = ()) -> int:
-    """The bases, then every style (and every multi-style network) at once; 0 when every run ended well."""
+              multi: list[Path] = (), video_profile: Path = Path("configs/fast/video.yaml"),
+              video_share: float = 0.25) -> int:
+    """The bases, then every style (and every multi-style network) at once, then every style's video
+    network; 0 when every run ended well."""
+    if not 0 <= video_share < 1:
+        raise ImpastoError(f"video_share is the budget's share for the video networks, in [0, 1); got {video_share}")
     start = time.time()
     deadline = start + minutes * 60
     if not (pack / "pack.json").is_file():
@@ -141,6 +148,8 @@ def train_all(pack: Path, configs: list[Path], styles: list[str] | None = None, 
     for m in multi:
         if not m.is_file():
             raise ImpastoError(f"{m}: no such multi-style config")
+    if video_share and not video_profile.is_file():
+        raise ImpastoError(f"{video_profile}: no such video profile")
     profile_cfg = yaml.safe_load(profile.read_text()) or {}
     loaded = {c.stem: merged(yaml.safe_load(c.read_text()), profile_cfg) for c in [*configs, *multi]}
     base_yaml = merged(yaml.safe_load(base.read_text()), profile_cfg)
@@ -167,7 +176,8 @@ def train_all(pack: Path, configs: list[Path], styles: list[str] | None = None, 
     remaining = deadline - time.time() - 45  # the slim copies and the summary
     for config in [*configs, *multi]:
         cfg = loaded[config.stem]
-        extra = pack_overrides(pack, cfg, workers) + ["--trainer.max_time", hms(remaining)]
+        share = remaining if config in multi else remaining * (1 - video_share)
+        extra = pack_overrides(pack, cfg, workers) + ["--trainer.max_time", hms(share)]
         if (cfg.get("model") or {}).get("init_from"):
             start_from = bases[cfg["model"].get("arch", "slim")]
             if not start_from.is_file():
@@ -177,7 +187,20 @@ def train_all(pack: Path, configs: list[Path], styles: list[str] | None = None, 
         logs[config.stem] = out / "logs" / f"{config.stem}.log"
         procs[config.stem] = launch([config, profile], out / config.stem, extra, logs[config.stem],
                                     "train-multi" if config in multi else "train")
-    codes.update(wait_all(procs, logs))
+    codes.update(wait_all({c.stem: procs[c.stem] for c in configs if c.stem in procs}, logs))
+
+    # 3. every style's video network, from its photo network, while the multi-style ones train on
+    video = {}
+    for config in configs if video_share else []:
+        photo = out / config.stem / "checkpoints" / "last.ckpt"
+        if not photo.is_file():
+            continue
+        name = f"{config.stem}_video"
+        logs[name] = out / "logs" / f"{name}.log"
+        video[name] = launch([config, profile, video_profile], out / name, pack_overrides(pack, loaded[config.stem], workers) + [
+            "--model.init_from", str(photo), "--trainer.max_time", hms(deadline - time.time() - 45)], logs[name])
+    codes.update(wait_all({**{m.stem: procs[m.stem] for m in multi if m.stem in procs}, **video}, logs))
+    procs.update(video)
 
     summary = {"device": device, "budget_minutes": minutes, "base_seconds": round(base_s, 1),
                "pack": json.loads((pack / "pack.json").read_text()), "runs": {}}

@@ -98,7 +98,7 @@ def test_gpu_script_plans_from_the_configs(tmp_path, pack):
     from impasto.training.fast.gpu import pack_overrides, slim_checkpoint, style_configs
     configs = style_configs([REPO / "configs" / "fast"], None)
     assert {"candy", "mosaic", "starry_night", "udnie"} <= {c.stem for c in configs}
-    assert "base" not in {c.stem for c in configs}
+    assert not {"base", "gpu", "video"} & {c.stem for c in configs}   # profiles, not styles
     args = pack_overrides(pack, yaml.safe_load((REPO / "configs" / "fast" / "candy.yaml").read_text()), 2)
     pairs = dict(zip(args[::2], args[1::2]))
     assert Path(pairs["--model.style_image"]) == pack / "styles" / "candy.jpg"
@@ -135,12 +135,19 @@ def test_gpu_script_refuses_a_pack_too_shallow_for_the_loss_layers(pack, tmp_pat
     assert not (tmp_path / "gpu").exists()
     with pytest.raises(ImpastoError, match="no such multi-style config"):
         train_all(pack, [REPO / "configs" / "fast" / "candy.yaml"], multi=[tmp_path / "nope.yaml"])
+    with pytest.raises(ImpastoError, match=r"video_share .* in \[0, 1\); got 1"):
+        train_all(pack, [REPO / "configs" / "fast" / "candy.yaml"], out=tmp_path / "gpu", video_share=1)
+    with pytest.raises(ImpastoError, match="nope.yaml: no such video profile"):
+        train_all(pack, [REPO / "configs" / "fast" / "candy.yaml"], out=tmp_path / "gpu",
+                  video_profile=tmp_path / "nope.yaml")
+    assert not (tmp_path / "gpu").exists()
 
 
 @pytest.mark.slow
 def test_gpu_command_trains_base_style_and_multi_style_end_to_end(data, tmp_path):
     """`impasto train-gpu` as a GPU machine runs it, scaled down to a CPU: the pack, the base
-    network, then a style and a two-style network at once, each from the base, and the results."""
+    network, then a style and the eight-style network at once, each from the base, then the
+    style's video network from its photo network, and the results."""
     import yaml
 
     from impasto.training.fast.checkpoint import load_fast_checkpoint
@@ -158,15 +165,25 @@ def test_gpu_command_trains_base_style_and_multi_style_end_to_end(data, tmp_path
         "trainer": {"precision": "32-true", "max_steps": 2, "max_time": None, "val_check_interval": 2,
                     "enable_model_summary": False},
         "save_every_n_steps": 2, "threads": 1}))
+    video = yaml.safe_load((REPO / "configs" / "fast" / "video.yaml").read_text())
+    video["trainer"]["max_steps"] = 2
+    (tmp_path / "video.yaml").write_text(yaml.safe_dump(video))
     out = tmp_path / "gpu"
     r = cli("train-gpu", "--pack", str(pack), "--configs", "configs/fast/candy.yaml",
             "--multi", "configs/multistyle/zoo8.yaml", "--profile", str(profile), "--base-steps", "2",
+            "--video-profile", str(tmp_path / "video.yaml"),
             "--workers", "0", "--minutes", "10", "--out", str(out), timeout=900)
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
     summary = json.loads((out / "results" / "summary.json").read_text())
-    assert {name: run["steps"] for name, run in summary["runs"].items()} == {"base_slim": 2, "candy": 2, "zoo8": 2}
+    assert {name: run["steps"] for name, run in summary["runs"].items()} == {
+        "base_slim": 2, "candy": 2, "zoo8": 2, "candy_video": 2}
     net, meta = load_fast_checkpoint(out / "results" / "zoo8.ckpt")
     assert net.num_styles == 8 and meta["styles"][:2] == ["candy", "mosaic"]
     assert all(Path(p).parent == pack / "styles" for p in meta["style_images"])   # the pack's paintings
     _, candy = load_fast_checkpoint(out / "results" / "candy.ckpt")
     assert candy["style"] == "candy"
+    _, steady = load_fast_checkpoint(out / "results" / "candy_video.ckpt")
+    model = steady["config"]["model"]
+    assert steady["style"] == "candy" and model["temporal_weight"] == video["model"]["temporal_weight"] > 0
+    assert Path(model["init_from"]) == out / "candy" / "checkpoints" / "last.ckpt"   # from its photo network
+    assert model["style_ramp_steps"] == 0 and model["arch"] == "slim"
