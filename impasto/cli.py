@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from .commands.options import HelpFormatter, Parser
@@ -55,6 +56,11 @@ def main(argv: list[str] | None = None) -> int:
     except ImpastoError as exc:
         print(f"impasto {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # the reader stopped reading (`impasto train -h | head`): end quietly, as Unix tools do;
+        # stdout goes to devnull so that the interpreter's last flush does not fail again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except KeyboardInterrupt:
         ignore_further_interrupts()  # a second Ctrl-C while we report and exit: no traceback
         print(f"\nimpasto {args.command}: interrupted", file=sys.stderr)

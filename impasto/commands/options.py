@@ -100,6 +100,25 @@ def add_parser(sub, name: str, **kwargs) -> argparse.ArgumentParser:
     return sub.add_parser(name, formatter_class=HelpFormatter, **kwargs)
 
 
+def add_lightning_parser(sub, name: str, help: str, description: str, multi_style: bool = False) -> None:
+    """A training subcommand that hands its arguments to LightningCLI (training/fast/cli.py):
+    -h prints `description`, then LightningCLI's full option list."""
+    p = add_parser(sub, name, help=help, description=description, add_help=False)
+    p.add_argument("-h", "--help", action="store_true", help="show this help (and the full option list)")
+
+    def run(args) -> int:
+        from impasto.training.fast.cli import cli_main
+        from impasto.training.fast.module import FastStyleModule
+        from impasto.training.fast.multistyle import MultiStyleModule
+        argv = list(args.extra)
+        if args.help:
+            print(description)
+            argv = ["--help"]
+        return cli_main(argv, MultiStyleModule if multi_style else FastStyleModule, prog=f"impasto {name}")
+
+    p.set_defaults(run=run, accepts_extra=True)
+
+
 def add_objective_arguments(p: argparse.ArgumentParser) -> None:
     """Options shared by every command that builds the iterative objective."""
     g = p.add_argument_group("objective")

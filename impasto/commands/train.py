@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .options import add_parser
+from .options import add_lightning_parser
 
 
 HELP = "train a fast (feed-forward) style network on photos"
@@ -43,15 +43,4 @@ Watch it live: tensorboard --logdir runs/<style>
 
 
 def register(subparsers) -> None:
-    p = add_parser(subparsers, "train", help=HELP, description=DESCRIPTION, add_help=False)
-    p.add_argument("-h", "--help", action="store_true", help="show this help (and the full option list)")
-    p.set_defaults(run=run, accepts_extra=True)
-
-
-def run(args) -> int:
-    from impasto.training.fast.cli import cli_main as train_main
-    argv = list(args.extra)
-    if args.help:
-        print(DESCRIPTION)
-        argv = ["--help"]
-    return train_main(argv)
+    add_lightning_parser(subparsers, "train", HELP, DESCRIPTION)

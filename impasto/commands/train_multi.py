@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .options import add_parser
+from .options import add_lightning_parser
 
 HELP = "train one fast network for several styles, or add a style to a trained one"
 
@@ -34,16 +34,4 @@ keys (see --print_config for all):
 
 
 def register(subparsers) -> None:
-    p = add_parser(subparsers, "train-multi", help=HELP, description=DESCRIPTION, add_help=False)
-    p.add_argument("-h", "--help", action="store_true", help="show this help (and the full option list)")
-    p.set_defaults(run=run, accepts_extra=True)
-
-
-def run(args) -> int:
-    from impasto.training.fast.cli import cli_main
-    from impasto.training.fast.multistyle import MultiStyleModule
-    argv = list(args.extra)
-    if args.help:
-        print(DESCRIPTION)
-        argv = ["--help"]
-    return cli_main(argv, MultiStyleModule, prog="impasto train-multi")
+    add_lightning_parser(subparsers, "train-multi", HELP, DESCRIPTION, multi_style=True)

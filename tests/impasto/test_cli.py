@@ -77,3 +77,14 @@ def test_optimize_size_defaults_to_the_photo_capped_like_stylize():
     assert default_size(None, 3000) == MAX_DEFAULT_SIZE == 512
     assert default_size(300, 128) == 300                       # --size wins
     assert default_size(None, None) == MAX_DEFAULT_SIZE
+
+
+def test_a_reader_that_stops_reading_ends_the_command_quietly():
+    """`impasto train -h | head`: the pipe closes under a long help text; no traceback."""
+    import subprocess
+    import sys
+    p = subprocess.Popen([sys.executable, "-m", "impasto.cli", "train", "-h"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    p.stdout.close()   # before the help is written: every write meets a closed pipe
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=120) == 1 and "Traceback" not in err and "Broken pipe" not in err, err
