@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .options import add_parser
+from .options import add_parser, number
 
 CONFIGS = Path("configs/fast")   # relative to the repository root, where it runs (as the configs' own paths)
 MULTI = Path("configs/multistyle/zoo8.yaml")
@@ -36,7 +36,7 @@ def register(sub) -> None:
                         f"(default: the bundled eight-style network's, {MULTI})")
     p.add_argument("--profile", type=Path, default=CONFIGS / "gpu.yaml",
                    help="applied on top of every config")
-    p.add_argument("--video-share", type=float, default=0.25,
+    p.add_argument("--video-share", type=number(0, lt=1), default=0.25,
                    help="share of the styles' time for their video networks; 0: none")
     p.add_argument("--video-profile", type=Path, default=CONFIGS / "video.yaml",
                    help="applied on top of a style's config and --profile for its video network")

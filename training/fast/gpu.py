@@ -15,10 +15,11 @@
 
 Each run is a plain `impasto train` (LightningCLI, bf16-mixed autocast, channels-last) of the
 style's own config with the GPU profile on top (configs/fast/gpu.yaml: Johnson's network, 256 px
-crops, batch 8), and the pack's photos, paintings and VGG file in place of ../shared's. Afterwards every style's
-network is written to OUT/results/<style>.ckpt (its video network to <style>_video.ckpt) without the optimiser state (small enough to carry
-back; `impasto export` and `bench/fast_vs_iterative.py` read it like any checkpoint), and
-OUT/summary.json says what each run got: steps, images seen, seconds.
+crops, batch 8), and the pack's photos, paintings and VGG file in place of ../shared's.
+Afterwards every network is written to OUT/results/<name>.ckpt (a style's video network:
+<style>_video.ckpt) without the optimiser state (small enough to carry back; `impasto export` and
+`bench/fast_vs_iterative.py` read it like any checkpoint), and OUT/results/summary.json says what
+each run got: steps, images seen, seconds.
 """
 
 from __future__ import annotations
@@ -197,8 +198,9 @@ def train_all(pack: Path, configs: list[Path], styles: list[str] | None = None, 
             continue
         name = f"{config.stem}_video"
         logs[name] = out / "logs" / f"{name}.log"
-        video[name] = launch([config, profile, video_profile], out / name, pack_overrides(pack, loaded[config.stem], workers) + [
-            "--model.init_from", str(photo), "--trainer.max_time", hms(deadline - time.time() - 45)], logs[name])
+        extra = pack_overrides(pack, loaded[config.stem], workers) + [
+            "--model.init_from", str(photo), "--trainer.max_time", hms(deadline - time.time() - 45)]
+        video[name] = launch([config, profile, video_profile], out / name, extra, logs[name])
     codes.update(wait_all({**{m.stem: procs[m.stem] for m in multi if m.stem in procs}, **video}, logs))
     procs.update(video)
 
