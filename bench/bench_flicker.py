@@ -9,6 +9,8 @@ flow, both ways (0-255 levels: mean absolute and mean squared change once the mo
 - per frame:        no smoothing;
 - smoothed:         the CLI's smoother (DIS flow at its working size, its occlusion check, its blend);
 - smoothed, true flow and true mask: the smoother given perfect motion, so what is left is the blend's.
+Per-frame flicker is also split between a 16 px band along the frame's edges and the rest: a pan's
+frames disagree most where content enters and leaves.
 On the parallax clip it also measures the region the object covers now or a frame ago (where trails
 would show): the smoothed error there against the per-frame one. Speed: frames/s of paint+smoother
 against paint alone, in memory, in the same run.
@@ -41,6 +43,7 @@ from impasto.video.flicker import Flicker, temporal_error
 from impasto.video.flow import FlowPair
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+EDGE = 16   # px: the band along the frame's edges reported apart
 
 
 def clips(data: Path, n: int) -> dict[str, synthetic.SyntheticClip]:
@@ -79,6 +82,12 @@ def measure(engine, clip, strengths) -> dict:
     score = lambda frames: (temporal_error(frames, clip.pairs),  # noqa: E731
                             temporal_error(frames, clip.pairs, regions=regions) if regions else None)
     rows = {"per frame": (*score(raw), 1.0)}
+    # where it lives: the frame's edge band, where new content enters and old leaves, against the rest
+    h, w = clip.frames[0].shape[:2]
+    edge = np.ones((h, w), bool)
+    edge[EDGE:h - EDGE, EDGE:w - EDGE] = False
+    for label, where in ((f"per frame, {EDGE} px edges", edge), ("per frame, inside them", ~edge)):
+        rows[label] = (temporal_error(raw, clip.pairs, regions=[where] * len(clip.pairs)), None, None)
     for strength in strengths:
         out, smooth_s = smooth(clip, raw, strength)
         rows[f"smoothed {strength:g}"] = (*score(out), paint_s / (paint_s + smooth_s))
