@@ -111,7 +111,7 @@ class FastStyleModule(pl.LightningModule):
         temporal_weight: weight of the temporal term (`temporal.py`): a photo and a moved copy must
             be painted alike, so video painted frame by frame flickers less. 0: off.
         temporal_motion: the synthetic motion's range, keys of `temporal.Motion` (shift px, zoom,
-            rotate degrees, noise, window: the moved frame cut from inside the photo); default: Motion's.
+            rotate degrees, noise); default: Motion's.
         temporal_lowpass: compare the two paintings over blocks of this many pixels a side
             (1: per pixel); see `temporal.temporal_loss`.
     """

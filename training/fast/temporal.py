@@ -10,12 +10,6 @@ itself: a photo and a moved copy of it must be painted alike where the motion is
 
 where M is a random synthetic camera motion (a shift, a zoom and a small rotation; Eilertsen et
 al. 2019 train the same way without video), so the flow is exact and needs no estimator.
-
-Or (`Motion.window`) the second frame is a window cut from inside the photo at a random offset:
-what its edges show is then real content, as in a panning video, where the frame's edges are
-where painted frames disagree most (bench/bench_flicker.py's pan: 3-5x the flicker of the
-middle within 16 px of the left and right edges), not the replicated border pixels a moved
-copy fills in.
 """
 
 from __future__ import annotations
@@ -27,8 +21,6 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from impasto.errors import ImpastoError
-
 
 @dataclass(frozen=True)
 class Motion:
@@ -37,12 +29,6 @@ class Motion:
     zoom: float = 0.0           # relative, either way (resamples: see random_motion)
     rotate: float = 0.0         # degrees, either way (resamples)
     noise: float = 0.01         # sensor noise on the moved frame (0..1 scale)
-    window: bool = False        # the moved frame is a window cut from inside the photo (shift only)
-
-    def __post_init__(self):
-        if self.window and (self.zoom or self.rotate or self.shift < 1):
-            raise ImpastoError("temporal_motion.window moves by whole-pixel shifts alone: it needs shift >= 1 "
-                               f"and no zoom or rotate (got shift {self.shift}, zoom {self.zoom}, rotate {self.rotate})")
 
 
 def random_motion(n: int, height: int, width: int, motion: Motion,
@@ -70,19 +56,6 @@ def move(images: torch.Tensor, theta: torch.Tensor) -> tuple[torch.Tensor, torch
     return moved, inside
 
 
-def window_pair(x: torch.Tensor, y: torch.Tensor, shift: float,
-                generator: Optional[torch.Generator] = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Windows of `x` and of its painting `y`, a whole multiple of 4 px (the network's stride) of
-    at least `shift` smaller a side, each sample at its own random offset."""
-    n, _, h, w = x.shape
-    s = 4 * math.ceil(shift / 4)
-    if s >= min(h, w):
-        raise ImpastoError(f"temporal_motion.shift {shift} leaves no window of a {w}x{h} crop")
-    offsets = torch.randint(0, s + 1, (n, 2), generator=generator).tolist()
-    cut = lambda t: torch.stack([t[i, :, dy:dy + h - s, dx:dx + w - s] for i, (dy, dx) in enumerate(offsets)])  # noqa: E731
-    return cut(x), cut(y)
-
-
 def temporal_loss(net, x: torch.Tensor, y: torch.Tensor, motion: Motion,
                   generator: Optional[torch.Generator] = None, lowpass: int = 1) -> torch.Tensor:
     """The mean squared disagreement between painting a moved photo and moving the painting
@@ -93,16 +66,12 @@ def temporal_loss(net, x: torch.Tensor, y: torch.Tensor, motion: Motion,
     statistics follow the content (bench/bench_flicker.py); stroke texture may then shift with
     the motion without being fought, and the style keeps more of its weight."""
     n, _, h, w = x.shape
-    if motion.window:
-        moved_x, moved_y = window_pair(x.float(), y.float(), motion.shift, generator)
-        inside = torch.ones_like(moved_y[:, :1])
-    else:
-        theta = random_motion(n, h, w, motion, generator)
-        moved_x, inside = move(x.float(), theta)
-        moved_y, _ = move(y.float(), theta)
+    theta = random_motion(n, h, w, motion, generator)
+    moved_x, inside = move(x.float(), theta)
     if motion.noise:
         noise = torch.randn(moved_x.shape, generator=generator).to(moved_x.device) * motion.noise
         moved_x = (moved_x + noise).clamp(0, 1)
+    moved_y, _ = move(y.float(), theta)
     painted = net(moved_x.to(x.dtype)).float()
     diff = painted - moved_y
     if lowpass > 1:

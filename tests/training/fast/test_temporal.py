@@ -8,7 +8,8 @@ import torch
 
 from impasto.errors import ImpastoError
 from impasto.models.transformer import TransformerNet
-from impasto.training.fast.temporal import Motion, move, random_motion, temporal_loss, window_pair
+from impasto.training.fast.temporal import Motion, move, random_motion, temporal_loss
+
 
 
 @pytest.fixture(scope="module")
@@ -31,35 +32,9 @@ def test_whole_pixel_shifts_are_exact(batch):
         assert inside[i, 0].sum() == (64 - abs(dx)) * (64 - abs(dy))
 
 
-def test_a_window_is_real_content_to_its_edges_at_each_sample_s_own_offset(batch):
-    """The window motion: the second frame is cut from inside the photo (as a pan's next frame is),
-    not a moved copy with replicated border pixels; a multiple of 4 px smaller, for the stride."""
-    painted = batch.flip(1)
-    win_x, win_y = window_pair(batch, painted, 6, torch.Generator().manual_seed(2))
-    assert win_x.shape == (4, 3, 56, 56)
-    offsets = []
-    for i in range(4):
-        found = [(dy, dx) for dy in range(9) for dx in range(9)
-                 if torch.equal(win_x[i], batch[i, :, dy:dy + 56, dx:dx + 56])]
-        assert len(found) == 1 and torch.equal(win_y[i], painted[i, :, found[0][0]:found[0][0] + 56,
-                                                                    found[0][1]:found[0][1] + 56])
-        offsets.append(found[0])
-    assert len(set(offsets)) > 1
-    with pytest.raises(ImpastoError, match="no window of a 64x64 crop"):
-        window_pair(batch, painted, 64)
-
-
-def test_the_window_motion_takes_whole_pixel_shifts_alone():
-    from impasto.training.fast.module import FastStyleModule
-    for bad in ({"window": True, "zoom": 0.1}, {"window": True, "rotate": 2}, {"window": True, "shift": 0}):
-        with pytest.raises(ImpastoError, match="window moves by whole-pixel shifts alone"):
-            FastStyleModule(style_weight=0, temporal_motion=bad)
-
-
-@pytest.mark.parametrize("window", [False, True])
-def test_the_term_is_zero_for_a_network_that_follows_the_motion_and_not_for_ours(batch, window):
+def test_the_term_is_zero_for_a_network_that_follows_the_motion_and_not_for_ours(batch):
     pointwise = torch.nn.Conv2d(3, 3, 1)        # sees each pixel alone: moves exactly with the photo
-    motion = Motion(shift=6, noise=0, window=window)
+    motion = Motion(shift=6, noise=0)
     with torch.no_grad():
         zero = temporal_loss(pointwise, batch, pointwise(batch), motion, torch.Generator().manual_seed(0))
         torch.manual_seed(0)
@@ -68,11 +43,10 @@ def test_the_term_is_zero_for_a_network_that_follows_the_motion_and_not_for_ours
     assert zero < 1e-10 < 1e-5 < ours
 
 
-@pytest.mark.parametrize("window", [False, True])
-def test_training_on_the_term_lowers_it(batch, window):
+def test_training_on_the_term_lowers_it(batch):
     torch.manual_seed(0)
     net = TransformerNet("slim")
-    motion = Motion(shift=6, window=window)
+    motion = Motion(shift=6)
     fixed = lambda: temporal_loss(net, batch, net(batch), motion, torch.Generator().manual_seed(0))  # noqa: E731
     with torch.no_grad():
         before = float(fixed())
