@@ -84,8 +84,10 @@ def _compute_rows(card: dict) -> list[str]:
         for i, st in enumerate(compute.get("stages", []), 1):
             extra = f", style layers {', '.join(st['style_layers'])}" if st.get("style_layers") else ""
             extra += f", {len(st['styles'])} styles at once" if st.get("styles") else ""
-            extra += (f", temporal weight {st['temporal_weight']:g} on {st.get('temporal_lowpass', 1)} px blocks"
-                      if st.get("temporal_weight") else "")
+            if st.get("temporal_weight"):
+                block = st.get("temporal_lowpass", 1)
+                extra += f", temporal weight {st['temporal_weight']:g} " + (
+                    f"on {block} px blocks" if block > 1 else "per pixel")
             extra += (f", learning rate decayed to 0 over steps {st['lr_decay'][0]}-{st['lr_decay'][1]}"
                       if st.get("lr_decay") else "")
             lines.append(f"| stage {i} | {st.get('steps')} steps at style weight {st.get('style_weight'):g}"
