@@ -39,9 +39,12 @@ from impasto.errors import ImpastoError
 IMPASTO = [sys.executable, "-c", "import sys; from impasto.cli import main; sys.exit(main(sys.argv[1:]))"]
 
 
+PROFILES = ("base", "gpu", "video")   # the files in configs/fast/ that are not styles
+
+
 def style_configs(places: list[Path], only: list[str] | None) -> list[Path]:
     configs = [p for place in places for p in (sorted(place.glob("*.yaml")) if place.is_dir() else [place])
-               if p.stem not in ("base", "gpu", "video")]
+               if p.stem not in PROFILES]
     if only:
         missing = set(only) - {p.stem for p in configs}
         if missing:

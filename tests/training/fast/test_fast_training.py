@@ -15,6 +15,7 @@ from PIL import Image
 
 from impasto.errors import ImpastoError
 from impasto.hardware import auto_trainer_precision
+from impasto.training.fast.gpu import style_configs
 
 from helpers import REPO, coco_photos
 N_PHOTOS = 12  # 2 held out, 10 for training: 5 steps per epoch at batch 2
@@ -255,7 +256,7 @@ def test_config_parses_and_overrides_apply(capsys):
     assert exc.value.code != 0
 
 
-STYLE_CONFIGS = sorted(p for p in (REPO / "configs" / "fast").glob("*.yaml") if p.stem not in ("base", "gpu"))
+STYLE_CONFIGS = style_configs([REPO / "configs" / "fast"], None)
 
 
 @pytest.mark.parametrize("config", STYLE_CONFIGS, ids=lambda p: p.stem)

@@ -121,6 +121,14 @@ def test_gpu_profile_lays_johnsons_scale_over_a_style(capsys):
     assert (cfg["model"]["arch"], cfg["data"]["image_size"], cfg["data"]["batch_size"]) == ("johnson", 256, 8)
     assert cfg["model"]["style_weight"] == 3000.0 and cfg["model"]["style_relative"] is True
     assert cfg["trainer"]["max_time"] is None and cfg["trainer"]["precision"] == "bf16-mixed"
+    with pytest.raises(SystemExit) as exc:   # a video network: the temporal term on top of both
+        cli_main(["--config", "configs/fast/candy.yaml", "--config", "configs/fast/gpu.yaml",
+                  "--config", "configs/fast/video.yaml", "--print_config"])
+    assert exc.value.code == 0
+    video = yaml.safe_load(capsys.readouterr().out)
+    assert (video["model"]["arch"], video["model"]["temporal_weight"], video["model"]["temporal_lowpass"]) == (
+        "johnson", 8e5, 8)
+    assert video["model"]["style_ramp_steps"] == 0 and video["trainer"]["max_steps"] == 2000
 
 
 def test_gpu_script_refuses_a_pack_too_shallow_for_the_loss_layers(pack, tmp_path):
