@@ -37,40 +37,38 @@ def photos(size: int, batch: int, steps: int) -> list[torch.Tensor]:
     return [torch.stack(xs[i * batch:(i + 1) * batch]) for i in range(steps)]
 
 
+def timed_steps(step, opt, batches):
+    """Run `step(x) -> loss` with an optimiser step per batch: the losses and the seconds of each step."""
+    losses, times = [], []
+    for x in batches:
+        t = time.perf_counter()
+        total = step(x)
+        opt.zero_grad()
+        total.backward()
+        opt.step()
+        times.append(time.perf_counter() - t)
+        losses.append(float(total.detach()))
+    return losses, times
+
+
 def reference_loop(net, style, batches, weights):
     """The plain loop: fp32, NCHW, targets recomputed each step."""
     from impasto.training.fast.module import build_perceptual_loss
     loss_fn = build_perceptual_loss(os.environ.get("IMPASTO_VGG_WEIGHTS"), *weights)
     loss_fn.vgg.to(memory_format=torch.contiguous_format)
     loss_fn.vgg.channels_last = False                 # no layout tricks
-    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-    losses, times = [], []
-    for x in batches:
-        t = time.perf_counter()
+
+    def step(x):
         loss_fn.set_targets(styles=[style])           # Gram of the painting, every step
-        y = net(x)
-        total, _ = loss_fn(y, content=x)
-        opt.zero_grad()
-        total.backward()
-        opt.step()
-        times.append(time.perf_counter() - t)
-        losses.append(float(total.detach()))
-    return losses, times
+        return loss_fn(net(x), content=x)[0]
+    return timed_steps(step, torch.optim.Adam(net.parameters(), lr=1e-3), batches)
 
 
 def our_loop(module, batches, bf16: bool):
-    opt = module.configure_optimizers()
-    losses, times = [], []
-    for x in batches:
-        t = time.perf_counter()
+    def step(x):
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            total, _, _ = module.compute_loss(x)
-        opt.zero_grad()
-        total.backward()
-        opt.step()
-        times.append(time.perf_counter() - t)
-        losses.append(float(total.detach()))
-    return losses, times
+            return module.compute_loss(x)[0]
+    return timed_steps(step, module.configure_optimizers(), batches)
 
 
 def main() -> int:

@@ -1,4 +1,5 @@
-"""Files written atomically: a crash never leaves a half-written model, card or image in place."""
+"""Files read with a clear error, and written atomically: a crash never leaves a half-written model,
+card or image in place."""
 
 from __future__ import annotations
 
@@ -6,6 +7,20 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Union
+
+from .errors import ImpastoError
+
+
+def existing_file(path: Union[str, os.PathLike], name: str, kind: str) -> Path:
+    """`path` as a Path, or an ImpastoError naming `name` when it is missing, a folder or empty."""
+    p = Path(path)
+    if not p.exists():
+        raise ImpastoError(f"{name}: no such file")
+    if p.is_dir():
+        raise ImpastoError(f"{name}: is a folder, not {kind}")
+    if p.stat().st_size == 0:
+        raise ImpastoError(f"{name}: the file is empty")
+    return p
 
 
 def umask() -> int:

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 from .errors import ImpastoError, shown
-from .files import atomic_write, write_through  # noqa: F401  (images.atomic_write: the one writer)
+from .files import atomic_write, existing_file, write_through  # noqa: F401  (images.atomic_write: the one writer)
 
 # Decode at most this many pixels. Checked from the header, before any pixel is decoded,
 # so a small file that declares a huge canvas (a decompression bomb) costs nothing.
@@ -48,13 +48,7 @@ def _open(source: Source, name: str) -> Image.Image:
             raise ImpastoError(f"{name}: the file is empty")
         source = io.BytesIO(source)
     elif isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        if not path.exists():
-            raise ImpastoError(f"{name}: no such file")
-        if path.is_dir():
-            raise ImpastoError(f"{name}: is a folder, not an image file")
-        if path.stat().st_size == 0:
-            raise ImpastoError(f"{name}: the file is empty")
+        existing_file(source, name, "an image file")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)

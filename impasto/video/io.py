@@ -28,6 +28,7 @@ from PIL import Image
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from impasto.errors import ImpastoError
+from impasto.files import existing_file
 
 PathLike = Union[str, os.PathLike]
 
@@ -127,13 +128,7 @@ class Frame:
 
 def _open_input(path: PathLike):
     av = _av()
-    p = Path(path)
-    if not p.exists():
-        raise ImpastoError(f"{path}: no such file")
-    if p.is_dir():
-        raise ImpastoError(f"{path}: is a folder, not a video file")
-    if p.stat().st_size == 0:
-        raise ImpastoError(f"{path}: the file is empty")
+    p = existing_file(path, str(path), "a video file")
     try:
         container = av.open(str(p), "r")
     except av.FFmpegError as exc:

@@ -119,18 +119,25 @@ def browser(tmp_path):
     b.close()
 
 
+def open_page_with_photo(browser, server, data, tmp_path, before_photo=lambda: None) -> None:
+    """Open the page, wait for its two styles, run `before_photo`, then choose a real photo."""
+    photo = tmp_path / "golden_gate.jpg"
+    shutil.copy(data / "content" / "golden_gate.jpg", photo)
+    browser.send("Page.navigate", url=server.url + "/")
+    assert browser.wait_for("document.querySelectorAll('.style').length") == 2
+    before_photo()
+    browser.set_file("#file", photo)
+    browser.wait_for("document.getElementById('original').naturalWidth > 0")
+
+
 def test_upload_pick_style_and_see_result(browser, style_models, data, tmp_path):
     server = Server(style_models)
     try:
-        photo = tmp_path / "golden_gate.jpg"
-        shutil.copy(data / "content" / "golden_gate.jpg", photo)
-        browser.send("Page.navigate", url=server.url + "/")
-        assert browser.wait_for("document.querySelectorAll('.style').length") == 2
-        # Previews load from the server.
-        browser.wait_for("[...document.querySelectorAll('.style img')].every(i => i.complete && i.naturalWidth > 0)")
-        assert browser.eval("document.getElementById('go').disabled") is True  # no photo yet
-        browser.set_file("#file", photo)
-        browser.wait_for("document.getElementById('original').naturalWidth > 0")
+        def previews_load_and_nothing_to_paint_yet():
+            browser.wait_for("[...document.querySelectorAll('.style img')]"
+                             ".every(i => i.complete && i.naturalWidth > 0)")
+            assert browser.eval("document.getElementById('go').disabled") is True
+        open_page_with_photo(browser, server, data, tmp_path, previews_load_and_nothing_to_paint_yet)
         browser.click(".style[data-style='beta']")
         assert browser.eval("document.querySelector(\".style[data-style='beta']\").getAttribute('aria-checked')") \
             == "true"
@@ -168,13 +175,9 @@ def test_blend_sliders_for_a_multi_style_model(browser, multi_models, data, tmp_
     server paints (its X-Blend header comes back on the page); all at zero disables the button."""
     server = Server(multi_models)
     try:
-        photo = tmp_path / "golden_gate.jpg"
-        shutil.copy(data / "content" / "golden_gate.jpg", photo)
-        browser.send("Page.navigate", url=server.url + "/")
-        assert browser.wait_for("document.querySelectorAll('.style').length") == 2
-        assert browser.eval("document.getElementById('blend').hidden") is True   # alpha: one style
-        browser.set_file("#file", photo)
-        browser.wait_for("document.getElementById('original').naturalWidth > 0")
+        def no_sliders_for_the_first_style():   # alpha: one style
+            assert browser.eval("document.getElementById('blend').hidden") is True
+        open_page_with_photo(browser, server, data, tmp_path, no_sliders_for_the_first_style)
         browser.click(".style[data-style='duo']")
         assert browser.eval("document.getElementById('blend').hidden") is False
         names = browser.eval("[...document.querySelectorAll('#blend-sliders input')].map(s => s.dataset.style)")
