@@ -69,6 +69,20 @@ def check_lr_decay(lr_decay: Optional[Sequence[int]]) -> None:
         raise ImpastoError(f"lr_decay is [start, end] steps with 0 <= start < end; got {list(lr_decay)}")
 
 
+def check_edge_margin(edge_margin: int) -> None:
+    if edge_margin < 0 or edge_margin % 4:
+        raise ImpastoError(f"edge_margin is a margin in pixels, a multiple of 4 (0: none); got {edge_margin}")
+
+
+def with_margin(x: torch.Tensor, margin: int, paint) -> torch.Tensor:
+    """`paint(x)` run on `x` reflect-padded by `margin` and cropped back: what the runtime's edge
+    margin does (serve/stylize.py), so the loss sees only what a user will see."""
+    if not margin:
+        return paint(x)
+    h, w = x.shape[-2:]
+    return paint(F.pad(x, (margin, margin, margin, margin), mode="reflect"))[..., margin:margin + h, margin:margin + w]
+
+
 def lr_at(step: int, lr: float, lr_decay: Optional[Sequence[int]]) -> float:
     """The learning rate at a global step: `lr`, then a half cosine from `lr` to 0 over lr_decay."""
     if not lr_decay:
@@ -114,6 +128,11 @@ class FastStyleModule(pl.LightningModule):
             rotate degrees, noise); default: Motion's.
         temporal_lowpass: compare the two paintings over blocks of this many pixels a side
             (1: per pixel); see `temporal.temporal_loss`.
+        edge_margin: train as the runtime serves (px, a multiple of 4; 0: off): each photo is
+            reflect-padded by this margin, painted, and cropped back before any loss. Zero padding
+            inside the slim networks lets them find their edges, and under a high style weight they
+            learn to paint a band of colour there that the Gram loss rewards; with the margin the
+            loss never sees the band. Export stores it as the model's edge margin.
     """
 
     def __init__(self, style_image: Optional[str] = None, style_name: Optional[str] = None, arch: str = "slim",
@@ -125,9 +144,10 @@ class FastStyleModule(pl.LightningModule):
                  init_from: Optional[str] = None, style_ramp_steps: int = 0, pixel_weight: float = 0.0,
                  style_relative: bool = False, temporal_weight: float = 0.0,
                  temporal_motion: Optional[dict] = None, temporal_lowpass: int = 1,
-                 lr_decay: Optional[Sequence[int]] = None):
+                 lr_decay: Optional[Sequence[int]] = None, edge_margin: int = 0):
         super().__init__()
         check_lr_decay(lr_decay)
+        check_edge_margin(edge_margin)
         if temporal_lowpass < 1:
             raise ImpastoError(f"temporal_lowpass is a block size in pixels (1 = per pixel); got {temporal_lowpass}")
         if arch not in ARCHITECTURES:
@@ -192,7 +212,7 @@ class FastStyleModule(pl.LightningModule):
         return x.contiguous(memory_format=torch.channels_last) if self.hparams.channels_last else x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(self._fmt(x))
+        return with_margin(self._fmt(x), self.hparams.get("edge_margin", 0), self.net)
 
     def compute_loss(self, x: torch.Tensor):
         """(total, terms, stylised batch): the shared objective on the network's output, with each
@@ -325,6 +345,8 @@ class FastStyleModule(pl.LightningModule):
             if self._trainer is not None else None,
             "input_range": [0.0, 1.0],
         }
+        if hp.get("edge_margin"):   # the margin it was trained with is the one it needs (export stores it)
+            meta["edge_margin"] = hp.edge_margin
         if meta["batch_size"]:
             meta["images_seen"] = meta["steps"] * meta["batch_size"] * (self.trainer.world_size if self._trainer else 1)
         return meta

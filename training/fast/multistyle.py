@@ -27,7 +27,7 @@ from impasto.models.transformer import MultiStyleTransformerNet
 from impasto.models.zoo.card import check_style_names
 
 from .checkpoint import config_hash, load_fast_checkpoint
-from .module import FastStyleModule, build_perceptual_loss, load_style_image
+from .module import FastStyleModule, build_perceptual_loss, load_style_image, with_margin
 
 
 class MultiStyleModule(FastStyleModule):
@@ -52,13 +52,14 @@ class MultiStyleModule(FastStyleModule):
                  style_layer_weights: Optional[Sequence[float]] = None, vgg_weights: Optional[str] = None,
                  lr: float = 1e-3, channels_last: bool = True, bf16_gram: bool = True, grid_size: int = 4,
                  init_from: Optional[str] = None, add_to: Optional[str] = None, style_ramp_steps: int = 0,
-                 style_relative: bool = False, lr_decay: Optional[Sequence[int]] = None):
+                 style_relative: bool = False, lr_decay: Optional[Sequence[int]] = None, edge_margin: int = 0):
         super().__init__(style_image=None, style_name=network_name, arch=arch, style_size=style_size,
                          content_weight=content_weight, style_weight=0.0, tv_weight=tv_weight,
                          content_layers=content_layers, style_layers=style_layers,
                          style_layer_weights=style_layer_weights, vgg_weights=vgg_weights, lr=lr,
                          channels_last=False, bf16_gram=bf16_gram, grid_size=grid_size,
-                         style_ramp_steps=style_ramp_steps, style_relative=style_relative, lr_decay=lr_decay)
+                         style_ramp_steps=style_ramp_steps, style_relative=style_relative, lr_decay=lr_decay,
+                         edge_margin=edge_margin)
         self.save_hyperparameters()   # this class's arguments, not the parent's
         if not style_images:
             raise ImpastoError("style_images: list at least one painting")
@@ -182,7 +183,7 @@ class MultiStyleModule(FastStyleModule):
     def forward(self, x: torch.Tensor, style_weights: Optional[torch.Tensor] = None) -> torch.Tensor:
         if style_weights is None:
             style_weights = self.one_hot(self._current, x.shape[0])
-        return self.net(self._fmt(x), style_weights)
+        return with_margin(self._fmt(x), self.hparams.get("edge_margin", 0), lambda p: self.net(p, style_weights))
 
     # -- Lightning hooks ----------------------------------------------------------------------
     def on_train_batch_start(self, batch, batch_idx):

@@ -8,6 +8,7 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -189,6 +190,40 @@ def test_train_command_logs_the_temporal_term(photos, style_image, tmp_path):
     rows = list(csv.DictReader(open(run / "csv" / "metrics.csv")))
     assert [float(r["train/temporal"]) for r in rows if r.get("train/temporal")][0] > 0
     assert any(r.get("val/temporal") for r in rows)
+
+
+def test_edge_margin_trains_on_what_the_runtime_shows(photos, style_image, data, tmp_path):
+    """With `edge_margin` the losses see the network's output as the runtime serves it (the photo
+    reflect-padded, painted, cropped back); the exported model carries the margin, and onnxruntime
+    then paints a photo exactly as training did."""
+    from impasto import images
+    from impasto.cli import main
+    from impasto.serve.runtime import load_engine
+    from impasto.serve.stylize import run_network
+    from impasto.training.fast.module import FastStyleModule
+
+    run = tmp_path / "run"
+    assert main(["train", *tiny_args(photos, style_image, run, 2, "--model.edge_margin", "8")]) == 0
+    module = FastStyleModule.load_from_checkpoint(run / "checkpoints" / "last.ckpt", map_location="cpu").eval()
+    photo = images.load(data / "content" / "chicago.jpg", max_side=64)[:40, :64]   # 64x40: no padding to 4
+    x = torch.from_numpy(photo.transpose(2, 0, 1).copy())[None]
+    with torch.no_grad():
+        trained_view = module(x)
+        padded = module.net(torch.nn.functional.pad(x, (8, 8, 8, 8), mode="reflect"))
+        unpadded = module.net(x)
+    torch.testing.assert_close(trained_view, padded[..., 8:48, 8:72])
+    assert not torch.allclose(trained_view, unpadded, atol=1e-3)   # the margin changes what the loss sees
+
+    assert main(["export", str(run / "checkpoints" / "last.ckpt"), "-o", str(tmp_path / "m.onnx"),
+                 "--no-variants"]) == 0
+    engine = load_engine(tmp_path / "m.onnx", "ort")
+    assert engine.edge_margin == 8
+    served = run_network(engine, photo)
+    np.testing.assert_allclose(served, trained_view[0].clamp(0, 1).numpy().transpose(1, 2, 0), atol=1e-4)
+
+    for bad in (-4, 6):
+        with pytest.raises(ImpastoError, match="edge_margin"):
+            FastStyleModule(style_image, edge_margin=bad)
 
 
 def test_epoch_sampler_gives_each_rank_its_own_photos():
