@@ -66,6 +66,21 @@ def test_each_round_of_steps_draws_every_style_once():
     assert [m.style_for_step(s) for s in range(9)] == [m.style_for_step(s) for s in range(9)]
 
 
+def test_edge_margin_paints_each_mix_as_the_runtime_does():
+    """A multi-style network with `edge_margin` is trained on the crop of its padded painting,
+    for every mix; its checkpoint meta names the margin for export."""
+    import torch.nn.functional as F
+
+    from impasto.training.fast.multistyle import MultiStyleModule
+    m = MultiStyleModule(["a.jpg", "b.jpg"], style_weight=1.0, edge_margin=8, channels_last=False).eval()
+    x, mix = torch.rand(2, 3, 40, 48), torch.tensor([[1.0, 0.0], [0.3, 0.7]])
+    with torch.no_grad():
+        torch.testing.assert_close(m(x, mix), m.net(F.pad(x, (8, 8, 8, 8), mode="reflect"), mix)[..., 8:48, 8:56])
+    assert m.meta()["edge_margin"] == 8 and "edge_margin" not in MultiStyleModule(["a.jpg"], style_weight=1.0).meta()
+    with pytest.raises(ImpastoError, match="edge_margin"):
+        MultiStyleModule(["a.jpg"], style_weight=1.0, edge_margin=10)
+
+
 def test_add_a_style_trains_only_its_norm_rows(two_styles, photos, data, tmp_path):
     from impasto.cli import main
     from impasto.training.fast.checkpoint import load_fast_checkpoint
