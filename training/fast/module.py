@@ -80,6 +80,8 @@ def with_margin(x: torch.Tensor, margin: int, paint) -> torch.Tensor:
     if not margin:
         return paint(x)
     h, w = x.shape[-2:]
+    if margin >= min(h, w):   # a reflection cannot be wider than the image
+        raise ImpastoError(f"edge_margin {margin} needs images larger than it; got {w}x{h} (data.image_size)")
     return paint(F.pad(x, (margin, margin, margin, margin), mode="reflect"))[..., margin:margin + h, margin:margin + w]
 
 

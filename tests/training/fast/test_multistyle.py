@@ -79,6 +79,8 @@ def test_edge_margin_paints_each_mix_as_the_runtime_does():
     assert m.meta()["edge_margin"] == 8 and "edge_margin" not in MultiStyleModule(["a.jpg"], style_weight=1.0).meta()
     with pytest.raises(ImpastoError, match="edge_margin"):
         MultiStyleModule(["a.jpg"], style_weight=1.0, edge_margin=10)
+    with pytest.raises(ImpastoError, match="edge_margin 8 needs images larger than it; got 8x8"):
+        m(torch.rand(1, 3, 8, 8), mix[:1])
 
 
 def test_add_a_style_trains_only_its_norm_rows(two_styles, photos, data, tmp_path):
