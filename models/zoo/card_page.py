@@ -90,6 +90,7 @@ def _compute_rows(card: dict) -> list[str]:
                     f"on {block} px blocks" if block > 1 else "per pixel")
             extra += (f", learning rate decayed to 0 over steps {st['lr_decay'][0]}-{st['lr_decay'][1]}"
                       if st.get("lr_decay") else "")
+            extra += f", trained on what a {st['edge_margin']} px edge margin shows" if st.get("edge_margin") else ""
             lines.append(f"| stage {i} | {st.get('steps')} steps at style weight {st.get('style_weight'):g}"
                          f"{extra}, config `{st.get('config_hash')}` |")
     lines.append(f"| network | {card.get('arch')}, {card.get('parameters'):,} parameters |")
