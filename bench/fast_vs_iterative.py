@@ -82,14 +82,13 @@ def main() -> int:
     if styles:   # one style of many: its painting, its one-hot row of the style weights
         name, painting = a.style, meta["style_images"][styles.index(a.style)]
         one_hot = torch.eye(len(styles))[styles.index(a.style)][None]
-        paint = lambda x: net(x, one_hot)
+        network = lambda x: net(x, one_hot)
     else:
-        name, painting, paint = meta["style"], meta["style_image"], net
+        name, painting, network = meta["style"], meta["style_image"], net
     # A network trained with an edge margin paints a band there that only the margin hides:
     # measure what the runtime shows, not the band.
     margin = meta.get("edge_margin", 0) if a.edge_margin is None else a.edge_margin
-    paint_network = paint
-    paint = lambda x: with_margin(x, margin, paint_network)
+    paint = lambda x: with_margin(x, margin, network)
     style = load_style_image(painting, meta.get("style_size"))
     from impasto.hardware import auto_precision
     a.precision = auto_precision(a.precision)
