@@ -204,6 +204,10 @@ class FastStyleModule(pl.LightningModule):
                 loss.set_targets(styles=[self._fmt(style)])
         return loss
 
+    def style_weight_now(self) -> float:
+        """The style term's weight at this step: the configured weight times the ramp."""
+        return self.hparams.style_weight * self.style_ramp()
+
     def style_ramp(self) -> float:
         """The share of the style weight in force at this step (1 after the ramp, and always
         in validation, which measures the full objective)."""
@@ -222,7 +226,7 @@ class FastStyleModule(pl.LightningModule):
         y = self(x)
         style = self.loss_fn.term("style")
         if style is not None:
-            style.weight = self.hparams.style_weight * self.style_ramp()
+            style.weight = self.style_weight_now()
         total, terms = self.loss_fn(y, content=self._fmt(x))
         if self.hparams.get("pixel_weight", 0.0) > 0:   # the base network: give the photo back
             terms["pixel"] = self.hparams.pixel_weight * F.mse_loss(y.float(), x.float())

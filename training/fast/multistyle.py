@@ -42,6 +42,9 @@ class MultiStyleModule(FastStyleModule):
             with the same number of styles.
         add_to: a trained multi-style checkpoint: `style_images` are appended to its styles and
             only their norm parameters train; every other parameter stays frozen.
+        style_weight_scales: each trained style's multiple of `style_weight`, in the order of
+            `style_images` (default: 1 for every style), for a painting that needs more weight to
+            move than the others, or less to keep the photo.
         The other arguments are FastStyleModule's (the same objective and recipe).
     """
 
@@ -52,7 +55,8 @@ class MultiStyleModule(FastStyleModule):
                  style_layer_weights: Optional[Sequence[float]] = None, vgg_weights: Optional[str] = None,
                  lr: float = 1e-3, channels_last: bool = True, bf16_gram: bool = True, grid_size: int = 4,
                  init_from: Optional[str] = None, add_to: Optional[str] = None, style_ramp_steps: int = 0,
-                 style_relative: bool = False, lr_decay: Optional[Sequence[int]] = None, edge_margin: int = 0):
+                 style_relative: bool = False, lr_decay: Optional[Sequence[int]] = None, edge_margin: int = 0,
+                 style_weight_scales: Optional[Sequence[float]] = None):
         super().__init__(style_image=None, style_name=network_name, arch=arch, style_size=style_size,
                          content_weight=content_weight, style_weight=0.0, tv_weight=tv_weight,
                          content_layers=content_layers, style_layers=style_layers,
@@ -68,6 +72,11 @@ class MultiStyleModule(FastStyleModule):
         if init_from and add_to:
             raise ImpastoError("give init_from (a new network) or add_to (new styles for a trained one), not both")
         names = list(style_names) if style_names else [Path(p).stem for p in style_images]
+        self.style_weight_scales = [1.0] * len(style_images) if style_weight_scales is None \
+            else [float(w) for w in style_weight_scales]
+        if len(self.style_weight_scales) != len(style_images) or min(self.style_weight_scales) <= 0:
+            raise ImpastoError(f"style_weight_scales: one positive number per style image "
+                               f"({len(style_images)}), got {list(style_weight_scales)}")
         if len(names) != len(style_images):
             raise ImpastoError(f"{len(names)} style_names for {len(style_images)} style_images")
         self.trained_images = [str(p) for p in style_images]
@@ -155,6 +164,9 @@ class MultiStyleModule(FastStyleModule):
         term = self.loss_fn.term("style") if self.loss_fn is not None else None
         if term is not None and self._targets:
             term.targets, term.scales = self._targets[self.trained.index(index)]
+
+    def style_weight_now(self) -> float:
+        return super().style_weight_now() * self.style_weight_scales[self.trained.index(self._current)]
 
     # -- the objective ----------------------------------------------------------------------
     def prepare_loss(self, device: Optional[torch.device] = None) -> Objective:

@@ -132,6 +132,33 @@ def test_bad_configurations_say_what_to_fix(two_styles, tmp_path):
         MultiStyleModule(["a.jpg", "b.jpg", "c.jpg"], init_from=str(two_styles))
 
 
+def test_style_weight_scales_weigh_each_style_on_its_own(data, weights_path):
+    """A style scaled 3x gets 3x the style term on the same batch; the other style keeps its weight."""
+    from impasto.training.fast.multistyle import MultiStyleModule
+    paintings = [str(data / "style" / "candy.jpg"), str(data / "style" / "udnie.jpg")]
+    x = torch.rand(1, 3, 48, 48)
+
+    def style_terms(scales):
+        torch.manual_seed(0)   # the same network both times
+        m = MultiStyleModule(paintings, style_weight=5.0, style_size=64, style_weight_scales=scales,
+                             vgg_weights=weights_path, channels_last=False).eval()
+        m.prepare_loss(torch.device("cpu"))
+        out = []
+        for index in (0, 1):
+            m._use_style(index)
+            with torch.no_grad():
+                out.append(float(m.compute_loss(x)[1]["style"]))
+        return out
+
+    plain, scaled = style_terms(None), style_terms([1.0, 3.0])
+    assert scaled[0] == pytest.approx(plain[0], rel=1e-5)
+    assert scaled[1] == pytest.approx(3 * plain[1], rel=1e-5)
+    with pytest.raises(ImpastoError, match="one positive number per style image"):
+        MultiStyleModule(paintings, style_weight=5.0, style_weight_scales=[1.0])
+    with pytest.raises(ImpastoError, match="one positive number per style image"):
+        MultiStyleModule(paintings, style_weight=5.0, style_weight_scales=[1.0, 0.0])
+
+
 def test_bundled_multistyle_configs_parse(capsys):
     import yaml
     from impasto.training.fast.cli import cli_main
