@@ -13,8 +13,11 @@ import os
 from pathlib import Path
 from typing import Any, Optional
 
+import numpy as np
+import onnx
 import pytorch_lightning as pl
 import torch
+from onnx import numpy_helper
 
 from impasto.errors import ImpastoError
 from impasto.models.transformer import Architecture, MultiStyleTransformerNet, TransformerNet
@@ -36,6 +39,8 @@ def load_fast_checkpoint(path: str | os.PathLike) -> tuple[TransformerNet | Mult
     path = Path(path)
     if not path.is_file():
         raise ImpastoError(f"{path}: no such checkpoint file")
+    if path.suffix == ".onnx":
+        return _load_onnx(path)
     try:
         # Lightning checkpoints hold plain Python hyper-parameters; these are our own files.
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
@@ -51,6 +56,48 @@ def load_fast_checkpoint(path: str | os.PathLike) -> tuple[TransformerNet | Mult
     net.eval()
     meta = dict(meta)
     meta["checkpoint"] = str(path)
+    return net, meta
+
+
+def _load_onnx(path: Path) -> tuple[TransformerNet | MultiStyleTransformerNet, dict]:
+    """A network exported by `impasto export` (a bundled one, say), back as a torch network, so
+    training can continue from it (`init_from: models/zoo/zoo8.onnx`). The exporter keeps every
+    parameter as an ONNX initializer under its torch name; fp32 and fp16 files qualify, int8
+    ones (quantised weights) do not."""
+    try:
+        model = onnx.load(str(path))
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's to fix
+        raise ImpastoError(f"{path}: not a readable ONNX file ({exc})") from None
+    props = {p.key[len("impasto."):]: p.value for p in model.metadata_props if p.key.startswith("impasto.")}
+    if "arch" not in props:
+        raise ImpastoError(f"{path}: not an impasto network (no impasto.arch metadata); "
+                           "only files written by `impasto export` can be trained further")
+    if props.get("precision") == "int8":
+        raise ImpastoError(f"{path}: an int8 network; start from its fp32 export instead")
+    styles = [s for s in props.get("styles", "").split(",") if s]
+    try:
+        net = build_net(props["arch"], None, len(styles) or None)
+    except Exception as exc:  # noqa: BLE001 - an architecture this version does not know
+        raise ImpastoError(f"{path}: architecture {props['arch']!r} is not one this impasto builds ({exc})") from None
+    weights = {t.name: t for t in model.graph.initializer}
+    state = net.state_dict()
+    missing = [k for k in state if k not in weights]
+    if missing:
+        raise ImpastoError(f"{path}: lacks {len(missing)} of the {props['arch']} network's tensors "
+                           f"({', '.join(missing[:3])}...); was it exported by impasto?")
+    loaded = {}
+    for key, ref in state.items():
+        arr = numpy_helper.to_array(weights[key]).astype(np.float32)
+        if tuple(arr.shape) != tuple(ref.shape):
+            raise ImpastoError(f"{path}: {key} has shape {arr.shape}, the {props['arch']} network {tuple(ref.shape)}")
+        loaded[key] = torch.from_numpy(arr)
+    net.load_state_dict(loaded)
+    net.eval()
+    meta = {"style": props.get("style", path.stem), "arch": props["arch"], "style_image": "",
+            "steps": 0, "config_hash": props.get("config_hash", ""), "loss_terms": {},
+            "wall_time_s": 0.0, "checkpoint": str(path)}
+    if styles:
+        meta["styles"] = styles
     return net, meta
 
 
