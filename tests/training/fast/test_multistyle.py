@@ -118,6 +118,44 @@ def test_init_from_a_single_style_network_gives_it_to_every_style(tmp_path):
             torch.testing.assert_close(m.net(x, torch.tensor([w])), single(x), rtol=0, atol=1e-5)
 
 
+def test_training_continues_from_a_bundled_onnx_network(tmp_path):
+    """init_from takes what ships: the network rebuilt from zoo8.onnx paints as onnxruntime runs
+    the file, per style; a single-style file starts a single-style module; others are refused."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+    from impasto.training.fast.module import FastStyleModule
+    from impasto.training.fast.multistyle import MultiStyleModule
+    zoo = REPO / "models" / "zoo"
+    names = ["candy", "mosaic", "starry_night", "udnie", "la_muse", "the_scream", "composition_vii", "feathers"]
+    m = MultiStyleModule([f"{n}.jpg" for n in names], init_from=str(zoo / "zoo8.onnx"), channels_last=False).eval()
+    session = ort.InferenceSession(str(zoo / "zoo8.onnx"), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).random((1, 3, 40, 56), dtype=np.float32)
+    for index in (0, 3, 7):
+        w = np.eye(8, dtype=np.float32)[[index]]
+        with torch.no_grad():
+            ours = m.net(torch.from_numpy(x), torch.from_numpy(w)).numpy()
+        np.testing.assert_allclose(ours, session.run(None, {"input": x, "style_weights": w})[0], atol=1e-4)
+
+    single = FastStyleModule("candy.jpg", init_from=str(zoo / "candy.onnx"), channels_last=False).eval()
+    session = ort.InferenceSession(str(zoo / "candy.onnx"), providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        np.testing.assert_allclose(single.net(torch.from_numpy(x)).numpy(), session.run(None, {"input": x})[0], atol=1e-4)
+
+    with pytest.raises(ImpastoError, match="8 styles, not 2"):
+        MultiStyleModule(["a.jpg", "b.jpg"], init_from=str(zoo / "zoo8.onnx"))
+    with pytest.raises(ImpastoError, match="a slim network, not medium"):
+        FastStyleModule("candy.jpg", arch="medium", init_from=str(zoo / "candy.onnx"))
+    stranger = onnx.load(str(zoo / "candy.onnx"))
+    del stranger.metadata_props[:]
+    onnx.save(stranger, str(tmp_path / "stranger.onnx"))
+    with pytest.raises(ImpastoError, match="not an impasto network"):
+        FastStyleModule("candy.jpg", init_from=str(tmp_path / "stranger.onnx"))
+    (tmp_path / "junk.onnx").write_bytes(b"not a protobuf")
+    with pytest.raises(ImpastoError, match="not a readable ONNX file"):
+        FastStyleModule("candy.jpg", init_from=str(tmp_path / "junk.onnx"))
+
+
 def test_bad_configurations_say_what_to_fix(two_styles, tmp_path):
     from impasto.training.fast.multistyle import MultiStyleModule
     with pytest.raises(ImpastoError, match="single-style"):
