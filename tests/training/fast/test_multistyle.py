@@ -120,7 +120,8 @@ def test_init_from_a_single_style_network_gives_it_to_every_style(tmp_path):
 
 def test_training_continues_from_a_bundled_onnx_network(tmp_path):
     """init_from takes what ships: the network rebuilt from zoo8.onnx paints as onnxruntime runs
-    the file, per style; a single-style file starts a single-style module; others are refused."""
+    the file, per style; add_to appends to its eight; a single-style file starts a single-style
+    module; files impasto did not write are refused."""
     import numpy as np
     import onnx
     import onnxruntime as ort
@@ -142,6 +143,8 @@ def test_training_continues_from_a_bundled_onnx_network(tmp_path):
     with torch.no_grad():
         np.testing.assert_allclose(single.net(torch.from_numpy(x)).numpy(), session.run(None, {"input": x})[0], atol=1e-4)
 
+    plus = MultiStyleModule(["the_wave.jpg"], add_to=str(zoo / "zoo8.onnx"), channels_last=False)
+    assert plus.style_names == names + ["the_wave"] and plus.trained == [8]
     with pytest.raises(ImpastoError, match="8 styles, not 2"):
         MultiStyleModule(["a.jpg", "b.jpg"], init_from=str(zoo / "zoo8.onnx"))
     with pytest.raises(ImpastoError, match="a slim network, not medium"):
