@@ -4,7 +4,6 @@ import os
 import pickle
 import subprocess
 import sys
-import time
 
 import h5py
 import numpy as np
@@ -136,9 +135,12 @@ def test_offline_without_weights_fails_fast_with_advice(tmp_path):
     if _online():
         pytest.skip("this machine can reach the download site")
     env = dict(os.environ, TORCH_HOME=str(tmp_path), IMPASTO_VGG_WEIGHTS="")
-    code = "from impasto.models.weights import load_vgg_weights; load_vgg_weights(None)"
-    start = time.monotonic()
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
-    assert time.monotonic() - start < 30
+    # Timed from after the imports: torch's import alone can take half a minute on a loaded machine.
+    code = ("import sys, time\nfrom impasto.models.weights import load_vgg_weights\nstart = time.monotonic()\n"
+            "try:\n    load_vgg_weights(None)\n"
+            "finally:\n    print(f'elapsed {time.monotonic() - start:.1f}', file=sys.stderr)")
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    elapsed = float(proc.stderr.rsplit("elapsed ", 1)[1].split()[0])
+    assert elapsed < 20, proc.stderr
     assert proc.returncode != 0
     assert "--vgg-weights" in proc.stderr and "IMPASTO_VGG_WEIGHTS" in proc.stderr
