@@ -20,6 +20,7 @@ import torch
 from onnx import numpy_helper
 
 from impasto.errors import ImpastoError
+from impasto.export.onnx_export import read_metadata
 from impasto.models.transformer import Architecture, MultiStyleTransformerNet, TransformerNet
 
 META_KEY = "impasto"
@@ -68,7 +69,7 @@ def _load_onnx(path: Path) -> tuple[TransformerNet | MultiStyleTransformerNet, d
         model = onnx.load(str(path))
     except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's to fix
         raise ImpastoError(f"{path}: not a readable ONNX file ({exc})") from None
-    props = {p.key[len("impasto."):]: p.value for p in model.metadata_props if p.key.startswith("impasto.")}
+    props = read_metadata(model)
     if "arch" not in props:
         raise ImpastoError(f"{path}: not an impasto network (no impasto.arch metadata); "
                            "only files written by `impasto export` can be trained further")
