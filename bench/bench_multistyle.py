@@ -6,7 +6,9 @@
 
 1. Latency at 512 px (onnxruntime fp32, the same run, interleaved, median): a multi-style slim
    network with --styles styles against the single-style slim network of the same width; the
-   bar is a ratio within 1.2. The per-pixel (spatial) graph is timed too.
+   bar is a ratio within 1.2. The per-pixel (spatial) graph is timed too, and with
+   --extra-blocks N the same multi-style network with N more residual blocks (what more depth,
+   the cheapest capacity, would cost at inference).
 2. Adding a style: the new style trained from scratch (a whole single-style network, from the
    base network as the recipe does) for --minutes of CPU time, against the same style added to a
    trained multi-style network (only its norm rows train) for a quarter of that. Both are scored
@@ -30,6 +32,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -60,7 +63,7 @@ RECIPE = dict(arch="slim", content_weight=1.0, style_weight=3000.0, style_relati
 
 # ----------------------------------------------------------------------------- latency
 
-def latency(styles: int, size: int, repeats: int, threads: int, folder: Path) -> dict:
+def latency(styles: int, size: int, repeats: int, threads: int, folder: Path, extra_blocks: int = 0) -> dict:
     torch.manual_seed(0)
     single = export_onnx(TransformerNet("slim"), folder / "single.onnx", style="single")
     multi_net = MultiStyleTransformerNet("slim", styles)
@@ -73,6 +76,11 @@ def latency(styles: int, size: int, repeats: int, threads: int, folder: Path) ->
     mix = np.full((1, styles), 1.0 / styles, np.float32)
     feeds = {"single": None, "multi": mix,
              "spatial": np.broadcast_to(mix[:, :, None, None], (1, styles, size, size)).copy()}
+    if extra_blocks:
+        deeper = replace(multi_net.spec, res_blocks=multi_net.spec.res_blocks + extra_blocks)
+        engines["deeper"] = OrtEngine(export_onnx(MultiStyleTransformerNet(deeper, styles), folder / "deeper.onnx",
+                                                  style="multi", styles=names), threads)
+        feeds["deeper"] = mix
     times: dict[str, list[float]] = {k: [] for k in engines}
     for name, eng in engines.items():   # warm-up
         eng(x, feeds[name])
@@ -82,7 +90,9 @@ def latency(styles: int, size: int, repeats: int, threads: int, folder: Path) ->
             eng(x, feeds[name])
             times[name].append((time.perf_counter() - t) * 1000)
     ms = {k: statistics.median(v) for k, v in times.items()}
-    return {"size": size, "styles": styles, "threads": threads, "repeats": repeats,
+    deeper_fields = ({"extra_blocks": extra_blocks, "deeper_ms": round(ms["deeper"], 1),
+                      "deeper_over_single": round(ms["deeper"] / ms["single"], 3)} if extra_blocks else {})
+    return deeper_fields | {"size": size, "styles": styles, "threads": threads, "repeats": repeats,
             "single_ms": round(ms["single"], 1), "multi_ms": round(ms["multi"], 1),
             "spatial_ms": round(ms["spatial"], 1),
             "multi_over_single": round(ms["multi"] / ms["single"], 3),
@@ -211,6 +221,8 @@ def main() -> int:
     ap.add_argument("--eval-size", type=int, default=256, help="their longest side (default: %(default)s)")
     ap.add_argument("--styles", type=int, default=8, help="styles of the latency network (default: %(default)s)")
     ap.add_argument("--size", type=int, default=512, help="latency image side (default: %(default)s)")
+    ap.add_argument("--extra-blocks", type=int, default=0,
+                    help="also time the multi-style network with this many more residual blocks (default: %(default)s)")
     ap.add_argument("--repeats", type=int, default=7, help="timed runs per engine (default: %(default)s)")
     ap.add_argument("--threads", type=int, default=1, help="torch / onnxruntime threads (default: %(default)s)")
     ap.add_argument("--skip-training", action="store_true", help="latency only")
@@ -227,10 +239,13 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="impasto-multistyle-") as tmp:
         folder = a.workdir or Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
-        results["latency"] = lat = latency(a.styles, a.size, a.repeats, a.threads, folder)
+        results["latency"] = lat = latency(a.styles, a.size, a.repeats, a.threads, folder, a.extra_blocks)
         print(f"latency at {a.size} px, onnxruntime fp32, {a.threads} thread(s): single {lat['single_ms']} ms, "
               f"{a.styles}-style {lat['multi_ms']} ms (x{lat['multi_over_single']}), per-pixel "
               f"{lat['spatial_ms']} ms (x{lat['spatial_over_single']}); bar x1.2", flush=True)
+        if a.extra_blocks:
+            print(f"with {a.extra_blocks} more residual block(s): {lat['deeper_ms']} ms "
+                  f"(x{lat['deeper_over_single']})", flush=True)
         if not a.skip_training:
             results["add_a_style"] = add = add_a_style(a, folder)
             print(f"{add['style']} on {add['photos']} held-out photos: base network {add['base_reduction']:.1%}; "

@@ -36,7 +36,7 @@ from impasto.models.weights import load_vgg_weights
 
 REPO = Path(__file__).resolve().parents[1]
 CONTENT_LAYER = "relu4_2"
-STYLE_SIDE = 512   # the painting's longest side when its Grams are taken
+STYLE_SIDE = 512   # the painting's longest side when its Grams are taken (default; --style-side)
 
 
 class StyleQuality:
@@ -64,7 +64,8 @@ class StyleQuality:
                 "content_error": float((o[CONTENT_LAYER] - f).norm() / f.norm())}
 
 
-def evaluate(onnx_files: list[Path], photos: list[Path], size: int, weights_file: str | None = None) -> dict:
+def evaluate(onnx_files: list[Path], photos: list[Path], size: int, weights_file: str | None = None,
+             style_side: int = STYLE_SIDE) -> dict:
     from impasto.serve.runtime import OrtEngine
     from impasto.serve.stylize import stylize_array
     from impasto.models.zoo.card import read_card
@@ -73,7 +74,7 @@ def evaluate(onnx_files: list[Path], photos: list[Path], size: int, weights_file
     for f in onnx_files:
         engine = OrtEngine(f)
         for name, style_path, weights in _styles_of(f, read_card(f), engine.styles):
-            q = StyleQuality(images.load(str(style_path), max_side=STYLE_SIDE), weights_file)
+            q = StyleQuality(images.load(str(style_path), max_side=style_side), weights_file)
             rows = [{"photo": p.name, **q.score(photo, stylize_array(engine, photo, style_weights=weights))}
                     for p, photo in loaded]
             results[name] = {
@@ -112,14 +113,17 @@ def main() -> int:
     ap.add_argument("--photos", type=Path, default=REPO.parent / "shared" / "data" / "content",
                     help="a folder of held-out photos (default: %(default)s)")
     ap.add_argument("--size", type=int, default=384, help="longest side of each photo (default: %(default)s)")
-    ap.add_argument("--limit", type=int, default=None, help="at most this many photos")
+    ap.add_argument("--style-side", type=int, default=STYLE_SIDE,
+                    help="longest side of the painting when its Grams are taken: the stroke scale the "
+                         "outputs are held to (default: %(default)s)")
+    ap.add_argument("--limit", type=int, default=None, help="at most this many photos (default: all)")
     ap.add_argument("--json", type=Path, default=None, help="write the figures here")
     a = ap.parse_args()
     torch.set_num_threads(2)
     models = a.models or sorted((REPO / "models" / "zoo").glob("*.onnx"))
     photos = sorted(p for p in a.photos.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[: a.limit]
     try:
-        results = evaluate(models, photos, a.size)
+        results = evaluate(models, photos, a.size, style_side=a.style_side)
     except ImpastoError as e:     # no VGG weights, an unreadable photo: one line, not a traceback
         print(f"style_quality: {e}", file=sys.stderr)
         return 2
