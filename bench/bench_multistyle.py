@@ -90,13 +90,15 @@ def latency(styles: int, size: int, repeats: int, threads: int, folder: Path, ex
             eng(x, feeds[name])
             times[name].append((time.perf_counter() - t) * 1000)
     ms = {k: statistics.median(v) for k, v in times.items()}
-    deeper_fields = ({"extra_blocks": extra_blocks, "deeper_ms": round(ms["deeper"], 1),
-                      "deeper_over_single": round(ms["deeper"] / ms["single"], 3)} if extra_blocks else {})
-    return deeper_fields | {"size": size, "styles": styles, "threads": threads, "repeats": repeats,
-            "single_ms": round(ms["single"], 1), "multi_ms": round(ms["multi"], 1),
-            "spatial_ms": round(ms["spatial"], 1),
-            "multi_over_single": round(ms["multi"] / ms["single"], 3),
-            "spatial_over_single": round(ms["spatial"] / ms["single"], 3)}
+    result = {"size": size, "styles": styles, "threads": threads, "repeats": repeats,
+              "single_ms": round(ms["single"], 1), "multi_ms": round(ms["multi"], 1),
+              "spatial_ms": round(ms["spatial"], 1),
+              "multi_over_single": round(ms["multi"] / ms["single"], 3),
+              "spatial_over_single": round(ms["spatial"] / ms["single"], 3)}
+    if extra_blocks:
+        result |= {"extra_blocks": extra_blocks, "deeper_ms": round(ms["deeper"], 1),
+                   "deeper_over_single": round(ms["deeper"] / ms["single"], 3)}
+    return result
 
 
 # ----------------------------------------------------------------------------- training on a CPU budget
