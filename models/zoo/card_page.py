@@ -91,6 +91,9 @@ def _compute_rows(card: dict) -> list[str]:
             extra += (f", learning rate decayed to 0 over steps {st['lr_decay'][0]}-{st['lr_decay'][1]}"
                       if st.get("lr_decay") else "")
             extra += f", trained on what a {st['edge_margin']} px edge margin shows" if st.get("edge_margin") else ""
+            extra += f", {st['image_size']} px crops" if st.get("image_size") else ""
+            extra += f", photos at {st['resize_size']} px" if st.get("resize_size") else ""
+            extra += f", {st['precision']}" if st.get("precision") else ""
             lines.append(f"| stage {i} | {st.get('steps')} steps at style weight {st.get('style_weight'):g}"
                          f"{extra}, config `{st.get('config_hash')}` |")
     lines.append(f"| network | {card.get('arch')}, {card.get('parameters'):,} parameters |")
@@ -118,7 +121,8 @@ def _multi_section(card: dict) -> list[str]:
                      f"{f'{error:.2f}' if isinstance(error, float) else 'not measured'} | "
                      f"{w.get('lbfgs_iterations_matched_median', 'not measured')} |")
     if sq:
-        lines += ["", f"Held-out: {sq.get('photos')} photos at {sq.get('size')} px ({sq.get('measure', '')}); "
+        side = f", the paintings' Grams at {sq['style_side']} px" if sq.get("style_side") else ""
+        lines += ["", f"Held-out: {sq.get('photos')} photos at {sq.get('size')} px{side} ({sq.get('measure', '')}); "
                   f"mean style reduction **{_pct(sq.get('style_reduction'))}**.", ""]
     for style, w in worth.items():
         comparison = w.get("comparison")
