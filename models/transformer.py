@@ -50,6 +50,10 @@ ARCHITECTURES = {
     "slim": Architecture(channels=(16, 32, 64), res_blocks=5, separable=True, edge_kernel=5,
                          padding="zeros", stem_padding="reflect", strides=(2, 2, 1), subpixel_output=True,
                          subpixel_blur=True),
+    # slim at twice its width: the capacity lever that keeps slim's real-time layout.
+    "slim_wide": Architecture(channels=(32, 64, 128), res_blocks=5, separable=True, edge_kernel=5,
+                              padding="zeros", stem_padding="reflect", strides=(2, 2, 1), subpixel_output=True,
+                              subpixel_blur=True),
 }
 
 
