@@ -100,7 +100,8 @@ class FastStyleModule(pl.LightningModule):
     Args:
         style_image: the painting (path, relative to where you run `impasto train`).
         style_name: name of the style (model card, zoo file name); default: the image's stem.
-        arch: transformer architecture: "slim" (real-time CPU default) or "johnson" (as published).
+        arch: transformer architecture: "slim" (real-time CPU default), "slim_wide" (slim at twice the
+            width), "medium" or "johnson" (as published).
         style_size: longest side the style image is resized to before its Gram targets are taken
             (match it to the training crop size so brush strokes come out at the scale you see).
         content_weight, style_weight, tv_weight, histogram_weight: loss weights. The defaults were
