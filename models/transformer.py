@@ -8,7 +8,7 @@ size; callers that care about borders reflect-pad to a multiple of 4 first (serv
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Optional
 
 import torch
@@ -37,23 +37,22 @@ class Architecture:
     #                                conv at half size; the encoder's strided convs separable too
 
 
+# Real-time on CPU: nothing but one pixel shuffle runs at full resolution (a strided stem,
+# a sub-pixel output stage), a narrower depthwise-separable body, zero padding inside the
+# convs (reflection pads and the layout copies around them cost more than the convs in
+# onnxruntime). About 1/20 of Johnson's FLOPs.
+_SLIM = Architecture(channels=(16, 32, 64), res_blocks=5, separable=True, edge_kernel=5, padding="zeros",
+                     stem_padding="reflect", strides=(2, 2, 1), subpixel_output=True, subpixel_blur=True)
+
 ARCHITECTURES = {
     # Johnson et al. 2016, as published.
     "johnson": Architecture(),
     # Johnson's layout at 3/4 of its width, zero padding inside the body's convs (the stem
     # reflects): about half of Johnson's FLOPs, for the latency of a multi-style peer.
     "medium": Architecture(channels=(24, 48, 96), padding="zeros", stem_padding="reflect"),
-    # Real-time on CPU: nothing but one pixel shuffle runs at full resolution (a strided stem,
-    # a sub-pixel output stage), a narrower depthwise-separable body, zero padding inside the
-    # convs (reflection pads and the layout copies around them cost more than the convs in
-    # onnxruntime). About 1/20 of Johnson's FLOPs.
-    "slim": Architecture(channels=(16, 32, 64), res_blocks=5, separable=True, edge_kernel=5,
-                         padding="zeros", stem_padding="reflect", strides=(2, 2, 1), subpixel_output=True,
-                         subpixel_blur=True),
+    "slim": _SLIM,
     # slim at twice its width: the capacity lever that keeps slim's real-time layout.
-    "slim_wide": Architecture(channels=(32, 64, 128), res_blocks=5, separable=True, edge_kernel=5,
-                              padding="zeros", stem_padding="reflect", strides=(2, 2, 1), subpixel_output=True,
-                              subpixel_blur=True),
+    "slim_wide": replace(_SLIM, channels=(32, 64, 128)),
 }
 
 
