@@ -14,6 +14,7 @@ examples:
 
 multi-style models (one network, many styles; `impasto styles MODEL` lists them):
   impasto stylize photo.jpg --style multi --blend candy:0.7,udnie:0.3 -o mix.jpg
+  impasto stylize photo.jpg --style candy:0.7,udnie:0.3 -o mix.jpg   (the same, on the model that has both)
   impasto stylize photo.jpg --blend udnie -o out.jpg         (the multi-style model that has udnie)
   impasto stylize photo.jpg --style multi --blend candy,udnie --style-mask sky.png -o out.jpg
       (white in the mask paints candy, black udnie, grey a mix; the mask has the photo's size)
@@ -27,8 +28,9 @@ def register(sub) -> None:
     p.add_argument("input", help="a photo, or a folder of photos")
     p.add_argument("-o", "--output", required=True,
                    help="output file (its extension picks the format), or a folder for folder input")
-    p.add_argument("-s", "--style", help="a bundled style name (see `impasto styles`) or a .onnx file; "
-                                         "default: the first bundled style")
+    p.add_argument("-s", "--style", help="a bundled style name (see `impasto styles`), a .onnx file, or a "
+                                         "mix of a multi-style model's styles as for --blend "
+                                         "(default: the first bundled style)")
     p.add_argument("--blend", metavar="NAME:W,...",
                    help="a multi-style model's mix, e.g. candy:0.7,udnie:0.3 (weights >= 0, normalised to "
                         "sum 1; NAME alone is that style); without --style, the model that has them "
@@ -70,6 +72,7 @@ def run(args) -> int:
     from impasto.errors import ImpastoError
     from impasto.serve.stylize import Options, stylize_array
     from impasto.video import is_video
+    style_as_blend(args)
     if Path(args.input).is_file():  # a photo or a video: -o must not replace it
         images.refuse_overwriting_inputs(args.output, [args.input], args.overwrite_input)
     if is_video(args.input):
@@ -144,6 +147,19 @@ def run(args) -> int:
         print(f"{out}  ({result.shape[1]}x{result.shape[0]}, {label}, {engine.describe()}, "
               f"{time.perf_counter() - t0:.2f} s)")
     return 0
+
+
+def style_as_blend(args) -> None:
+    """`--style candy:0.7,udnie:0.3`, a mix where one style would go, is `--blend` of it (on the
+    multi-style model that has those styles)."""
+    from pathlib import Path
+
+    from impasto.errors import ImpastoError
+    style = args.style or ""
+    if (":" in style or "," in style) and not Path(style).exists():
+        if args.blend:
+            raise ImpastoError(f"--style {style} is already a mix: give it once, or --style MODEL --blend MIX")
+        args.style, args.blend = None, style
 
 
 def choose_model(args):

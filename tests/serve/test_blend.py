@@ -130,9 +130,14 @@ def test_stylize_blend_and_mask_from_the_command_line(multi_models, photo_file, 
     rc, _, _ = run_cli(capsys, "stylize", str(photo_file), "--style", duo, "--blend", "red,blue",
                        "--style-mask", str(mask), "-o", str(tmp_path / "halves.png"))
     assert rc == 0
-    results = {n: images.load(tmp_path / f"{n}.png") for n in ("mix", "blue", "halves")}
+    rc, _, _ = run_cli(capsys, "stylize", str(photo_file), "--style", "red:0.7,blue:0.3", "--models",
+                       str(multi_models), "-o", str(tmp_path / "style_mix.png"))   # the mix as --style
+    assert rc == 0
+    results = {n: images.load(tmp_path / f"{n}.png") for n in ("mix", "blue", "halves", "style_mix")}
     assert all(r.shape == (h, w, 3) for r in results.values())
     assert np.abs(results["mix"] - results["blue"]).mean() > 0.01
+    # the same mix of the same model (within the auto backend's bf16 rounding: 1/255 at most on average)
+    assert np.abs(results["style_mix"] - results["mix"]).mean() < 1 / 255
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -153,6 +158,13 @@ def test_stylize_bad_blends_exit_2_with_one_line(multi_models, photo_file, tmp_p
                          "-o", str(tmp_path / "out.png"))
     assert rc == 2 and message in err, err
     assert "Traceback" not in err and err.count("\n") == 1
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_a_mix_given_as_style_and_as_blend_is_refused(multi_models, photo_file, tmp_path, capsys):
+    rc, _, err = run_cli(capsys, "stylize", str(photo_file), "--style", "red:0.7,blue:0.3", "--blend", "red",
+                         "--models", str(multi_models), "-o", str(tmp_path / "out.png"))
+    assert rc == 2 and "already a mix" in err and "Traceback" not in err
     assert not (tmp_path / "out.png").exists()
 
 
