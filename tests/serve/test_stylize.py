@@ -8,11 +8,11 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
-
 
 from helpers import REPO
 
@@ -208,6 +208,7 @@ def test_tiled_output_has_no_seams(engine, data):
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the memory peak from /proc (Linux)")
 def test_4000px_photo_in_bounded_memory(style_models, data, tmp_path):
     """Tiling bounds memory: a 4000 px photo in 512 px tiles peaks far below one untiled pass
     (measured in the same environment, so imports and allocator habits cancel out)."""
@@ -218,26 +219,27 @@ def test_4000px_photo_in_bounded_memory(style_models, data, tmp_path):
 
     def peak_mb(tile: str) -> int:
         out = tmp_path / f"big_out_{tile}.jpg"
+        # VmHWM, the peak of this process's own memory: a child's ru_maxrss also counts the pages of
+        # the parent it was forked from (pytest, over 2 GB late in a full suite), so it hid the
+        # difference and made this test flaky.
         code = (
-            "import resource, sys\n"
+            "import sys\n"
             "from impasto.cli import main\n"
             f"rc = main(['stylize', {str(big)!r}, '--style', {str(style_models / 'alpha.onnx')!r}, '-q',"
             f" '--backend', 'ort', '--tile', {tile!r}, '-o', {str(out)!r}])\n"
-            "print('RSS_MB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)\n"
+            "hwm = next(line for line in open('/proc/self/status') if line.startswith('VmHWM:'))\n"
+            "print('PEAK_KB', hwm.split()[1])\n"
             "sys.exit(rc)\n")
         r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300)
         assert r.returncode == 0, r.stderr
         assert Image.open(out).size == (4000, 2667)
-        return int(r.stdout.split("RSS_MB")[1].split()[0])
+        return int(r.stdout.split("PEAK_KB")[1].split()[0]) // 1024
 
-    whole = peak_mb("0")
-    tiled = [peak_mb("512"), peak_mb("512")]
-    print("peak RSS tiled", tiled, "MB, untiled", whole, "MB")
-    # One untiled pass holds the network's full-size activation maps at once. The tiled peak
-    # varies with the allocator, upwards only (1270-1290 MB alone; late in a full suite once
-    # 1920 and once 2154 MB, against a steady 2210-2270 MB untiled): the lower of two runs is
-    # the measure, and the bar is "clearly below", not a fixed figure.
-    assert min(tiled) < 0.95 * whole, f"tiled {tiled} MB vs untiled {whole} MB"
+    whole, tiled = peak_mb("0"), peak_mb("512")
+    print("peak memory tiled", tiled, "MB, untiled", whole, "MB")
+    # One untiled pass holds the network's full-size activation maps at once (about 2.3 GB here);
+    # in 512 px tiles the peak is the photo, the result and one tile's maps (about 0.7 GB).
+    assert tiled < 0.5 * whole, f"tiled {tiled} MB vs untiled {whole} MB"
 
 
 def test_openvino_backend_matches_onnxruntime(style_models, data):
