@@ -55,10 +55,12 @@ def _style_section(card: dict) -> list[str]:
                      f"({sq.get('photos')} photos at {sq.get('size')} px{_painting_side(sq)}; "
                      f"{sq.get('measure', '')}) |")
         lines.append(f"| content error, held-out | {sq.get('content_error', float('nan')):.2f} |")
-    if fvi:
-        per_photo = ", ".join(str(r.get("lbfgs_iterations_matched")) for r in fvi.get("photos", []))
-        lines.append(f"| worth L-BFGS iterations (median) | **{fvi.get('lbfgs_iterations_matched_median')}** "
-                     f"({per_photo}; {len(fvi.get('photos', []))} held-out photos at {fvi.get('size')} px) |")
+    for start, measured in (("the photo", fvi), ("noise, Johnson's protocol", q.get("fast_vs_iterative_from_noise"))):
+        if measured:
+            per_photo = ", ".join(str(r.get("lbfgs_iterations_matched")) for r in measured.get("photos", []))
+            lines.append(f"| worth L-BFGS iterations from {start} (median) | "
+                         f"**{measured.get('lbfgs_iterations_matched_median')}** ({per_photo}; "
+                         f"{len(measured.get('photos', []))} held-out photos at {measured.get('size')} px) |")
     return lines + _compute_rows(card) + [""]
 
 

@@ -113,3 +113,21 @@ def test_the_card_page_shows_a_style_s_video_network_beside_its_photo_network(tm
     assert "| per-frame flicker, pan clip (abs, 0-255) | 5.00 | **2.50** (0.50x) |" in page
     assert "| per-frame flicker, parallax clip (abs, 0-255) | 15.00 | **9.00** (0.60x) |" in page
     assert "| style reduction, held-out | 62.5% | 58.0% |" in page
+
+
+def test_the_card_page_shows_worth_n_under_each_start_it_was_measured_from(tmp_path):
+    from impasto.models.zoo import card_page
+    measured = lambda *hits: {"lbfgs_iterations_matched_median": sorted(hits)[1], "size": 256,  # noqa: E731
+                              "photos": [{"lbfgs_iterations_matched": h} for h in hits]}
+    card = {"style": "candy", "arch": "slim", "parameters": 62812,
+            "quality": {"fast_vs_iterative": measured(8, 12, 22)}}
+    (tmp_path / "candy.json").write_text(json.dumps(card))
+    page = card_page.render(tmp_path)
+    assert ("| worth L-BFGS iterations from the photo (median) | **12** (8, 12, 22; "
+            "3 held-out photos at 256 px) |") in page
+    assert "from noise" not in page
+    card["quality"]["fast_vs_iterative_from_noise"] = measured(37, 45, 50)
+    (tmp_path / "candy.json").write_text(json.dumps(card))
+    page = card_page.render(tmp_path)
+    assert ("| worth L-BFGS iterations from noise, Johnson's protocol (median) | **45** (37, 45, 50; "
+            "3 held-out photos at 256 px) |") in page
