@@ -93,6 +93,7 @@ def _compute_rows(card: dict) -> list[str]:
         for i, st in enumerate(compute.get("stages", []), 1):
             extra = f", style layers {', '.join(st['style_layers'])}" if st.get("style_layers") else ""
             extra += f", {len(st['styles'])} styles at once" if st.get("styles") else ""
+            extra += f", histogram weight {st['histogram_weight']:g}" if st.get("histogram_weight") else ""
             if st.get("temporal_weight"):
                 block = st.get("temporal_lowpass", 1)
                 extra += f", temporal weight {st['temporal_weight']:g} " + (
@@ -122,13 +123,18 @@ def _multi_section(card: dict) -> list[str]:
     lines = [f"## {name}: {len(styles)} styles in one network", ""]
     if card.get("sheet"):
         lines += [f"![{name}: every style on one photo]({card['sheet']})", "", card.get("sheet_caption", ""), ""]
-    lines += ["| style | style reduction, held-out | content error | worth L-BFGS iterations |", "|---|---|---|---|"]
+    from_noise = q.get("fast_vs_iterative_from_noise", {}).get("per_style", {})
+    lines += ["| style | style reduction, held-out | content error | worth L-BFGS iterations from the photo |"
+              + (" from noise, Johnson's protocol |" if from_noise else ""),
+              "|---|---|---|---|" + ("---|" if from_noise else "")]
     for style in styles:
         r, w = per_style.get(style, {}), worth.get(style, {})
         error = r.get("content_error")
+        noise = from_noise.get(style, {}).get("lbfgs_iterations_matched_median", "not measured")
         lines.append(f"| {style} | **{_pct(r.get('style_reduction'))}** | "
                      f"{f'{error:.2f}' if isinstance(error, float) else 'not measured'} | "
-                     f"{w.get('lbfgs_iterations_matched_median', 'not measured')} |")
+                     f"{w.get('lbfgs_iterations_matched_median', 'not measured')} |"
+                     + (f" {noise} |" if from_noise else ""))
     if sq:
         lines += ["", f"Held-out: {sq.get('photos')} photos at {sq.get('size')} px{_painting_side(sq)} "
                   f"({sq.get('measure', '')}); "

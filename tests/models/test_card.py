@@ -131,3 +131,15 @@ def test_the_card_page_shows_worth_n_under_each_start_it_was_measured_from(tmp_p
     page = card_page.render(tmp_path)
     assert ("| worth L-BFGS iterations from noise, Johnson's protocol (median) | **45** (37, 45, 50; "
             "3 held-out photos at 256 px) |") in page
+
+
+def test_a_stage_row_names_the_histogram_loss_it_trained_with(tmp_path):
+    from impasto.models.zoo import card_page
+    stage = {"steps": 500, "style_weight": 3000.0, "config_hash": "abc", "image_size": 256}
+    card = {"style": "candy", "arch": "slim", "parameters": 62812,
+            "compute": {"steps": 1000, "images_seen": 4000, "hours": 0.5, "device": "cpu",
+                        "stages": [stage, {**stage, "histogram_weight": 1.0}]}}
+    (tmp_path / "candy.json").write_text(json.dumps(card))
+    page = card_page.render(tmp_path)
+    assert "| stage 1 | 500 steps at style weight 3000, 256 px crops, config `abc` |" in page
+    assert "| stage 2 | 500 steps at style weight 3000, histogram weight 1, 256 px crops, config `abc` |" in page
