@@ -55,7 +55,8 @@ def _style_section(card: dict) -> list[str]:
                      f"({sq.get('photos')} photos at {sq.get('size')} px{_painting_side(sq)}; "
                      f"{sq.get('measure', '')}) |")
         lines.append(f"| content error, held-out | {sq.get('content_error', float('nan')):.2f} |")
-    for start, measured in (("the photo", fvi), ("noise, Johnson's protocol", q.get("fast_vs_iterative_from_noise"))):
+    from_noise = q.get("fast_vs_iterative_from_noise")
+    for start, measured in (("the photo", fvi), ("noise, Johnson's protocol", from_noise)):
         if measured:
             per_photo = ", ".join(str(r.get("lbfgs_iterations_matched")) for r in measured.get("photos", []))
             lines.append(f"| worth L-BFGS iterations from {start} (median) | "
