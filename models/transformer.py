@@ -35,6 +35,8 @@ class Architecture:
     subpixel_output: bool = False  # sub-pixel convs (conv to 4x the channels + pixel shuffle) for both
     #                                upsampling stages instead of nearest upsample + conv, the output
     #                                conv at half size; the encoder's strided convs separable too
+    dilations: Optional[tuple[int, ...]] = None  # per residual block (Yu & Koltun 2016): a wider view
+    #                                for the same weights and arithmetic; default 1 for every block
 
 
 # Real-time on CPU: nothing but one pixel shuffle runs at full resolution (a strided stem,
@@ -53,21 +55,25 @@ ARCHITECTURES = {
     "slim": _SLIM,
     # slim at twice its width: the capacity lever that keeps slim's real-time layout.
     "slim_wide": replace(_SLIM, channels=(32, 64, 128)),
+    # slim with dilated residual blocks: each output pixel sees 100 px each way instead of 60,
+    # with slim's weights and arithmetic, for shapes larger than slim's strokes (candy's circles).
+    "slim_dilated": replace(_SLIM, dilations=(1, 2, 4, 2, 1)),
 }
 
 
 def _conv(cin: int, cout: int, k: int, stride: int = 1, separable: bool = False,
-          padding: str = "reflect") -> nn.Sequential:
+          padding: str = "reflect", dilation: int = 1) -> nn.Sequential:
+    reach = dilation * (k // 2)
     if padding == "reflect":
-        layers, p = [nn.ReflectionPad2d(k // 2)], 0
+        layers, p = [nn.ReflectionPad2d(reach)], 0
     elif padding == "zeros":
-        layers, p = [], k // 2
+        layers, p = [], reach
     else:
         raise ImpastoError(f"padding must be 'reflect' or 'zeros', not {padding!r}")
     if separable and k > 1 and cin > 3:
-        return nn.Sequential(*layers, nn.Conv2d(cin, cin, k, stride, p, groups=cin, bias=False),
+        return nn.Sequential(*layers, nn.Conv2d(cin, cin, k, stride, p, dilation, groups=cin, bias=False),
                              nn.Conv2d(cin, cout, 1))
-    return nn.Sequential(*layers, nn.Conv2d(cin, cout, k, stride, p))
+    return nn.Sequential(*layers, nn.Conv2d(cin, cout, k, stride, p, dilation))
 
 
 def _norm(c: int) -> nn.InstanceNorm2d:
@@ -75,11 +81,12 @@ def _norm(c: int) -> nn.InstanceNorm2d:
 
 
 class ResidualBlock(nn.Module):
-    def __init__(self, c: int, separable: bool, padding: str = "reflect"):
+    def __init__(self, c: int, separable: bool, padding: str = "reflect", dilation: int = 1):
         super().__init__()
-        self.body = nn.Sequential(_conv(c, c, 3, separable=separable, padding=padding), _norm(c),
-                                  nn.ReLU(inplace=True),
-                                  _conv(c, c, 3, separable=separable, padding=padding), _norm(c))
+        self.body = nn.Sequential(_conv(c, c, 3, separable=separable, padding=padding, dilation=dilation),
+                                  _norm(c), nn.ReLU(inplace=True),
+                                  _conv(c, c, 3, separable=separable, padding=padding, dilation=dilation),
+                                  _norm(c))
 
     def forward(self, x):
         return x + self.body(x)
@@ -113,7 +120,11 @@ class TransformerNet(nn.Module):
             _conv(3, c1, k, s1, padding=spec.stem_padding or pad), _norm(c1), nn.ReLU(inplace=True),
             _conv(c1, c2, 3, s2, separable=sub, padding=pad), _norm(c2), nn.ReLU(inplace=True),
             _conv(c2, c3, 3, s3, separable=sub, padding=pad), _norm(c3), nn.ReLU(inplace=True))
-        self.residuals = nn.Sequential(*[ResidualBlock(c3, s, pad) for _ in range(spec.res_blocks)])
+        dilations = tuple(spec.dilations or (1,) * spec.res_blocks)
+        if len(dilations) != spec.res_blocks or min(dilations) < 1:
+            raise ImpastoError(f"dilations {spec.dilations} must give one positive int per residual block "
+                               f"({spec.res_blocks})")
+        self.residuals = nn.Sequential(*[ResidualBlock(c3, s, pad, d) for d in dilations])
         if spec.subpixel_output:
             up = _conv(c3, c2 * 4, 3, separable=s, padding=pad)
             out = _conv(c2, 3 * 4, 3, separable=s, padding=pad)

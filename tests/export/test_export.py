@@ -55,12 +55,13 @@ def test_parity_random_and_real_photos(slim_export, data):
         assert r["max_abs_diff"] < 1e-4 and r["mean_abs_diff"] < 1e-5
 
 
-def test_johnson_export_parity(tmp_path):
+@pytest.mark.parametrize("arch", ["johnson", "slim_dilated"])
+def test_other_architectures_export_with_parity(tmp_path, arch):
     from impasto.export.onnx_export import export_onnx, parity
     from impasto.export.pipeline import load_checkpoint
-    net, meta = load_checkpoint(make_checkpoint(tmp_path / "j.pt", "johnson", "wave"))
-    path = export_onnx(net, tmp_path / "wave.onnx", style="wave", arch="johnson")
-    report = parity(net, path, random_shapes=((2, 48, 68),))
+    net, meta = load_checkpoint(make_checkpoint(tmp_path / "j.pt", arch, "wave"))
+    path = export_onnx(net, tmp_path / "wave.onnx", style="wave", arch=arch)
+    report = parity(net, path, random_shapes=((2, 48, 68), (1, 130, 94)))
     assert report["random"]["max_abs_diff"] < 1e-4
 
 

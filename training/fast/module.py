@@ -101,7 +101,8 @@ class FastStyleModule(pl.LightningModule):
         style_image: the painting (path, relative to where you run `impasto train`).
         style_name: name of the style (model card, zoo file name); default: the image's stem.
         arch: transformer architecture: "slim" (real-time CPU default), "slim_wide" (slim at twice the
-            width), "medium" or "johnson" (as published).
+            width), "slim_dilated" (slim's weights, dilated residual blocks: a wider view at the same
+            cost), "medium" or "johnson" (as published).
         style_size: longest side the style image is resized to before its Gram targets are taken
             (match it to the training crop size so brush strokes come out at the scale you see).
         content_weight, style_weight, tv_weight, histogram_weight: loss weights. The defaults were
@@ -116,9 +117,9 @@ class FastStyleModule(pl.LightningModule):
         bf16_gram: under bf16-mixed precision, multiply the style Grams in bf16 too (AVX-512 BF16 units; about
             0.4% rounding per entry, far below a step's noise; bench/bench_training.py measures it).
         grid_size: how many held-out photos go into the stylised validation grid.
-        init_from: start from this network (a checkpoint of the same architecture, e.g. the
-            shared base network that gives photos back: `configs/fast/base.yaml`) instead of a
-            random one. From random weights a network under a high style weight loses the photo.
+        init_from: start from this network (a checkpoint with the same weights' names and shapes,
+            e.g. the shared base network that gives photos back: `configs/fast/base.yaml`, or a
+            slim network for slim_dilated) instead of a random one. From random weights a network under a high style weight loses the photo.
         style_ramp_steps: the style weight rises linearly from 0 over this many steps, so the
             network paints on top of the content it already keeps.
         pixel_weight: weight of an RGB mean-squared error to the photo (the base network's
@@ -167,7 +168,8 @@ class FastStyleModule(pl.LightningModule):
         self.net = TransformerNet(arch)
         if init_from:
             start, _ = load_fast_checkpoint(init_from)
-            if start.spec != self.net.spec:
+            # Another layout with the same weights (slim into slim_dilated) is a valid start.
+            if not _same_weights(start.state_dict(), self.net.state_dict()):
                 raise ImpastoError(f"init_from {init_from}: a {start.arch_name} network, not {arch}")
             self.net.load_state_dict(start.state_dict())
         if channels_last:
@@ -367,3 +369,7 @@ class FastStyleModule(pl.LightningModule):
         self._wall_offset = float(meta.get("wall_time_s", 0.0))
         self._val_terms = dict(meta.get("val_loss_terms", {}))
         self._recent = deque(checkpoint.get("impasto_recent_terms", []), maxlen=self._recent.maxlen)
+
+
+def _same_weights(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(a[k].shape == b[k].shape for k in a)

@@ -149,6 +149,9 @@ def test_training_continues_from_a_bundled_onnx_network(tmp_path):
         MultiStyleModule(["a.jpg", "b.jpg"], init_from=str(zoo / "zoo8.onnx"))
     with pytest.raises(ImpastoError, match="a slim network, not medium"):
         FastStyleModule("candy.jpg", arch="medium", init_from=str(zoo / "candy.onnx"))
+    dilated = FastStyleModule("candy.jpg", arch="slim_dilated", init_from=str(zoo / "candy.onnx"))
+    assert dilated.net.spec.dilations and all(torch.equal(a, b) for a, b in
+                                              zip(dilated.net.state_dict().values(), single.net.state_dict().values()))
     stranger = onnx.load(str(zoo / "candy.onnx"))
     del stranger.metadata_props[:]
     onnx.save(stranger, str(tmp_path / "stranger.onnx"))
