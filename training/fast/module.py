@@ -119,7 +119,8 @@ class FastStyleModule(pl.LightningModule):
         grid_size: how many held-out photos go into the stylised validation grid.
         init_from: start from this network (a checkpoint with the same weights' names and shapes,
             e.g. the shared base network that gives photos back: `configs/fast/base.yaml`, or a
-            slim network for slim_dilated) instead of a random one. From random weights a network under a high style weight loses the photo.
+            slim network for slim_dilated) instead of a random one. From random weights a network
+            under a high style weight loses the photo.
         style_ramp_steps: the style weight rises linearly from 0 over this many steps, so the
             network paints on top of the content it already keeps.
         pixel_weight: weight of an RGB mean-squared error to the photo (the base network's
