@@ -94,7 +94,8 @@ def main() -> int:
                                  model_cfg.get("content_layers", ("relu2_2",)),
                                  model_cfg.get("style_layers", ("relu1_2", "relu2_2", "relu3_3", "relu4_3")),
                                  model_cfg.get("style_layer_weights"),
-                                 style_relative=model_cfg.get("style_relative", False))
+                                 style_relative=model_cfg.get("style_relative", False),
+                                 mrf_weight=w.get("mrf", 0.0), mrf_layers=model_cfg.get("mrf_layers", ("relu4_1",)))
     styles = meta.get("styles") or []
     if styles and a.style not in styles:
         raise SystemExit(f"{a.checkpoint} paints {len(styles)} styles ({', '.join(styles)}): pick one with --style")

@@ -2,7 +2,8 @@
 against the shared perceptual objective.
 
 The objective is the iterative path's own `Objective` (the teacher): content on relu2_2,
-Gram style on relu1_2/relu2_2/relu3_3/relu4_3, total variation, optional histogram loss. The
+Gram style on relu1_2/relu2_2/relu3_3/relu4_3, total variation, optional histogram and MRF
+patch losses. The
 style Gram targets are computed once (`prepare_loss`), never per step. The frozen VGG is kept
 out of the module's state dict, so checkpoints hold only the small transformer. The checkpoint
 contract for `impasto export` is in `checkpoint.py`.
@@ -25,8 +26,8 @@ import torchvision
 
 from impasto import images
 from impasto.errors import ImpastoError
-from impasto.models.losses import (JOHNSON_CONTENT, JOHNSON_STYLE, ContentLoss, HistogramLoss, StyleLoss,
-                                   TVLoss)
+from impasto.models.losses import (JOHNSON_CONTENT, JOHNSON_STYLE, ContentLoss, HistogramLoss, MRFLoss,
+                                   StyleLoss, TVLoss)
 from impasto.models.objective import Objective
 from impasto.models.tensors import to_tensor
 from impasto.models.transformer import ARCHITECTURES, TransformerNet
@@ -48,7 +49,8 @@ def build_perceptual_loss(vgg_weights: Optional[str], content_weight: float, sty
                           style_layers: Sequence[str] = JOHNSON_STYLE,
                           style_layer_weights: Optional[Sequence[float]] = None,
                           histogram_layers: Sequence[str] = ("relu1_2", "relu4_3"),
-                          style_relative: bool = False) -> Objective:
+                          style_relative: bool = False, mrf_weight: float = 0.0,
+                          mrf_layers: Sequence[str] = ("relu4_1",)) -> Objective:
     """The fast path's objective: Johnson's layers, each optional term only when its weight is positive."""
     weights = load_vgg_weights(vgg_weights)
     return Objective(
@@ -57,7 +59,9 @@ def build_perceptual_loss(vgg_weights: Optional[str], content_weight: float, sty
         style=StyleLoss(style_layers, weight=style_weight, layer_weights=style_layer_weights, gram_norm="chw",
                         relative=style_relative) if style_weight > 0 else None,
         tv=TVLoss(tv_weight) if tv_weight > 0 else None,
-        histogram=HistogramLoss(histogram_layers, weight=histogram_weight) if histogram_weight > 0 else None)
+        histogram=HistogramLoss(histogram_layers, weight=histogram_weight) if histogram_weight > 0 else None,
+        # Style patches every 2nd position: a quarter of the matching cost of every position.
+        mrf=MRFLoss(mrf_layers, weight=mrf_weight, stride=2) if mrf_weight > 0 else None)
 
 
 def load_style_image(path: str, size: Optional[int]) -> torch.Tensor:
@@ -105,6 +109,9 @@ class FastStyleModule(pl.LightningModule):
             cost), "medium" or "johnson" (as published).
         style_size: longest side the style image is resized to before its Gram targets are taken
             (match it to the training crop size so brush strokes come out at the scale you see).
+        mrf_weight, mrf_layers: Li & Wand's MRF patch loss (each 3x3 patch of the output's features
+            pulled toward its nearest patch of the painting's), for motifs a Gram does not place;
+            0: off. Not ramped.
         content_weight, style_weight, tv_weight, histogram_weight: loss weights. The defaults were
             chosen by a sweep with the HED VGG16 weights (see docs/training.md).
         content_layers, style_layers, style_layer_weights: VGG layers (Johnson's by default).
@@ -142,8 +149,8 @@ class FastStyleModule(pl.LightningModule):
 
     def __init__(self, style_image: Optional[str] = None, style_name: Optional[str] = None, arch: str = "slim",
                  style_size: Optional[int] = 256, content_weight: float = 1.0, style_weight: float = 1.5,
-                 tv_weight: float = 0.0, histogram_weight: float = 0.0,
-                 content_layers: Sequence[str] = JOHNSON_CONTENT, style_layers: Sequence[str] = JOHNSON_STYLE,
+                 tv_weight: float = 0.0, histogram_weight: float = 0.0, mrf_weight: float = 0.0,
+                 mrf_layers: Sequence[str] = ("relu4_1",), content_layers: Sequence[str] = JOHNSON_CONTENT, style_layers: Sequence[str] = JOHNSON_STYLE,
                  style_layer_weights: Optional[Sequence[float]] = None, vgg_weights: Optional[str] = None,
                  lr: float = 1e-3, channels_last: bool = True, bf16_gram: bool = True, grid_size: int = 4,
                  init_from: Optional[str] = None, style_ramp_steps: int = 0, pixel_weight: float = 0.0,
@@ -195,7 +202,9 @@ class FastStyleModule(pl.LightningModule):
         if self.loss_fn is None:
             loss = build_perceptual_loss(hp.vgg_weights, hp.content_weight, hp.style_weight, hp.tv_weight,
                                          hp.histogram_weight, hp.content_layers, hp.style_layers,
-                                         hp.style_layer_weights, style_relative=hp.get("style_relative", False))
+                                         hp.style_layer_weights, style_relative=hp.get("style_relative", False),
+                                         mrf_weight=hp.get("mrf_weight", 0.0),
+                                         mrf_layers=hp.get("mrf_layers", ("relu4_1",)))
             if hp.channels_last:
                 loss = loss.to(memory_format=torch.channels_last)
             if loss.term("style") is not None:   # checkpoints from before the option: on
@@ -345,7 +354,8 @@ class FastStyleModule(pl.LightningModule):
             "loss_terms": self.final_loss_terms(),
             "val_loss_terms": dict(self._val_terms),
             "loss_weights": {"content": hp.content_weight, "style": hp.style_weight, "tv": hp.tv_weight,
-                             "histogram": hp.get("histogram_weight", 0.0), "temporal": hp.get("temporal_weight", 0.0)},
+                             "histogram": hp.get("histogram_weight", 0.0), "mrf": hp.get("mrf_weight", 0.0),
+                             "temporal": hp.get("temporal_weight", 0.0)},
             "device": device_name(self.device),
             "vgg": self.loss_fn.weights_source.source if self.loss_fn is not None else hp.vgg_weights,
             "wall_time_s": round(self.wall_time_s(), 1),
