@@ -113,7 +113,7 @@ def test_the_mrf_term_pulls_the_networks_patches_toward_the_paintings(data, weig
         opt.zero_grad()
         terms["mrf"].backward()
         opt.step()
-        seen.append(float(terms["mrf"]))
+        seen.append(terms["mrf"].item())
     assert seen[-1] < 0.8 * seen[0], seen
 
 
