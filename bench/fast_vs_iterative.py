@@ -119,8 +119,8 @@ def main() -> int:
     names = dm.holdout_paths()
 
     print(f"{name} ({meta['arch']}, {meta['steps']} steps): {n} held-out photos at {a.size} px, "
-          f"L-BFGS from the {a.init} up to {a.iterations} iterations, {a.precision}, edge margin {margin} px",
-          flush=True)
+          f"L-BFGS from the {a.init} up to {a.iterations} iterations, {a.precision}, edge margin {margin} px, "
+          f"objective {' + '.join(loss.terms)}", flush=True)
     matched, rows = [], []
     for i in range(n):
         photo = dm.val_set[i]["image"][None]
