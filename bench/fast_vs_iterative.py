@@ -78,7 +78,7 @@ def main() -> int:
     from impasto.training.fast.data import PhotoDataModule
     from impasto.models.zoo.card import write_card
     from impasto.training.fast.checkpoint import load_fast_checkpoint
-    from impasto.training.fast.module import build_perceptual_loss, load_style_image, with_margin
+    from impasto.training.fast.module import MRF_LAYERS, build_perceptual_loss, load_style_image, with_margin
     from impasto.training.iterative.optimize import optimize_pixels
 
     net, meta = load_fast_checkpoint(a.checkpoint)
@@ -95,7 +95,7 @@ def main() -> int:
                                  model_cfg.get("style_layers", ("relu1_2", "relu2_2", "relu3_3", "relu4_3")),
                                  model_cfg.get("style_layer_weights"),
                                  style_relative=model_cfg.get("style_relative", False),
-                                 mrf_weight=w.get("mrf", 0.0), mrf_layers=model_cfg.get("mrf_layers", ("relu4_1",)))
+                                 mrf_weight=w.get("mrf", 0.0), mrf_layers=model_cfg.get("mrf_layers", MRF_LAYERS))
     styles = meta.get("styles") or []
     if styles and a.style not in styles:
         raise SystemExit(f"{a.checkpoint} paints {len(styles)} styles ({', '.join(styles)}): pick one with --style")

@@ -43,6 +43,9 @@ def device_name(device: torch.device) -> str:
     return f"{device.type} ({platform.processor() or platform.machine()})"
 
 
+MRF_LAYERS = ("relu4_1",)   # the MRF patch term's default layer
+
+
 def build_perceptual_loss(vgg_weights: Optional[str], content_weight: float, style_weight: float,
                           tv_weight: float, histogram_weight: float = 0.0,
                           content_layers: Sequence[str] = JOHNSON_CONTENT,
@@ -50,7 +53,7 @@ def build_perceptual_loss(vgg_weights: Optional[str], content_weight: float, sty
                           style_layer_weights: Optional[Sequence[float]] = None,
                           histogram_layers: Sequence[str] = ("relu1_2", "relu4_3"),
                           style_relative: bool = False, mrf_weight: float = 0.0,
-                          mrf_layers: Sequence[str] = ("relu4_1",)) -> Objective:
+                          mrf_layers: Sequence[str] = MRF_LAYERS) -> Objective:
     """The fast path's objective: Johnson's layers, each optional term only when its weight is positive."""
     weights = load_vgg_weights(vgg_weights)
     return Objective(
@@ -150,7 +153,8 @@ class FastStyleModule(pl.LightningModule):
     def __init__(self, style_image: Optional[str] = None, style_name: Optional[str] = None, arch: str = "slim",
                  style_size: Optional[int] = 256, content_weight: float = 1.0, style_weight: float = 1.5,
                  tv_weight: float = 0.0, histogram_weight: float = 0.0, mrf_weight: float = 0.0,
-                 mrf_layers: Sequence[str] = ("relu4_1",), content_layers: Sequence[str] = JOHNSON_CONTENT, style_layers: Sequence[str] = JOHNSON_STYLE,
+                 mrf_layers: Sequence[str] = MRF_LAYERS,
+                 content_layers: Sequence[str] = JOHNSON_CONTENT, style_layers: Sequence[str] = JOHNSON_STYLE,
                  style_layer_weights: Optional[Sequence[float]] = None, vgg_weights: Optional[str] = None,
                  lr: float = 1e-3, channels_last: bool = True, bf16_gram: bool = True, grid_size: int = 4,
                  init_from: Optional[str] = None, style_ramp_steps: int = 0, pixel_weight: float = 0.0,
@@ -204,7 +208,7 @@ class FastStyleModule(pl.LightningModule):
                                          hp.histogram_weight, hp.content_layers, hp.style_layers,
                                          hp.style_layer_weights, style_relative=hp.get("style_relative", False),
                                          mrf_weight=hp.get("mrf_weight", 0.0),
-                                         mrf_layers=hp.get("mrf_layers", ("relu4_1",)))
+                                         mrf_layers=hp.get("mrf_layers", MRF_LAYERS))
             if hp.channels_last:
                 loss = loss.to(memory_format=torch.channels_last)
             if loss.term("style") is not None:   # checkpoints from before the option: on
