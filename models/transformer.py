@@ -37,6 +37,10 @@ class Architecture:
     #                                conv at half size; the encoder's strided convs separable too
     dilations: Optional[tuple[int, ...]] = None  # per residual block (Yu & Koltun 2016): a wider view
     #                                for the same weights and arithmetic; default 1 for every block
+    input_skip: bool = False  # a 1x1 conv from the photo added to the output's logits (zero at
+    #                           the start): copying the photo then costs the body nothing
+    output: str = "sigmoid"   # "sigmoid", or "clamp": 0..1 clipped, with a straight-through
+    #                           gradient in training (a sigmoid's vanishes at black and white)
 
 
 # Real-time on CPU: nothing but one pixel shuffle runs at full resolution (a strided stem,
@@ -58,6 +62,10 @@ ARCHITECTURES = {
     # slim with dilated residual blocks: each output pixel sees 100 px each way instead of 60,
     # with slim's weights and arithmetic, for shapes larger than slim's strokes (candy's circles).
     "slim_dilated": replace(_SLIM, dilations=(1, 2, 4, 2, 1)),
+    # slim with the photo passed to the output: the body's capacity goes to the painting.
+    "slim_skip": replace(_SLIM, input_skip=True),
+    # slim with a clipped output: saturated colours keep their gradient.
+    "slim_clamp": replace(_SLIM, output="clamp"),
 }
 
 
@@ -114,6 +122,8 @@ class TransformerNet(nn.Module):
         c1, c2, c3 = spec.channels
         s, k = spec.separable, spec.edge_kernel
         pad, (s1, s2, s3), sub = spec.padding, spec.strides, spec.subpixel_output
+        if spec.output not in ("sigmoid", "clamp"):
+            raise ImpastoError(f"output must be 'sigmoid' or 'clamp', not {spec.output!r}")
         if s1 * s2 * s3 != 4:
             raise ImpastoError(f"encoder strides {spec.strides} must downsample by 4 in total")
         self.encoder = nn.Sequential(
@@ -139,11 +149,12 @@ class TransformerNet(nn.Module):
                 UpsampleConv(c3, c2, s, pad), _norm(c2), nn.ReLU(inplace=True),
                 UpsampleConv(c2, c1, s, pad), _norm(c1), nn.ReLU(inplace=True),
                 _conv(c1, 3, k, padding=pad))
+        self.skip = _zero_conv1x1(3, 3) if spec.input_skip else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
-        y = self.decoder(self.residuals(self.encoder(x)))
-        return torch.sigmoid(y[..., :h, :w])
+        y = self.decoder(self.residuals(self.encoder(x)))[..., :h, :w]
+        return _picture(y if self.skip is None else y + self.skip(x), self.spec.output, self.training)
 
     def describe(self) -> dict:
         return {"name": self.arch_name, **asdict(self.spec),
@@ -160,6 +171,22 @@ class Blur(nn.Module):
 
     def forward(self, x):
         return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), self.kernel.to(x.dtype), groups=x.shape[1])
+
+
+def _picture(logits: torch.Tensor, output: str, training: bool) -> torch.Tensor:
+    if output == "sigmoid":
+        return torch.sigmoid(logits)
+    y = logits + 0.5   # mid-grey at the start, as the sigmoid's
+    # Straight-through in training: the loss sees the clipped picture the user gets, and a pixel
+    # pushed past black or white still has a gradient.
+    return y + (y.clamp(0.0, 1.0) - y).detach() if training else y.clamp(0.0, 1.0)
+
+
+def _zero_conv1x1(cin: int, cout: int) -> nn.Conv2d:
+    conv = nn.Conv2d(cin, cout, 1)
+    nn.init.zeros_(conv.weight)
+    nn.init.zeros_(conv.bias)
+    return conv
 
 
 def _icnr_(conv: nn.Conv2d, scale: int) -> None:
@@ -241,6 +268,7 @@ class MultiStyleTransformerNet(nn.Module):
         self.arch_name, self.spec, self.num_styles = base.arch_name, base.spec, num_styles
         _make_conditional(base, num_styles)
         self.encoder, self.residuals, self.decoder = base.encoder, base.residuals, base.decoder
+        self.skip = base.skip
 
     @classmethod
     def from_single(cls, net: TransformerNet, num_styles: int) -> "MultiStyleTransformerNet":
@@ -279,7 +307,8 @@ class MultiStyleTransformerNet(nn.Module):
         y = x
         for stage in (self.encoder, self.residuals, self.decoder):
             y = _run_conditional(stage, y, style_weights)
-        return torch.sigmoid(y[..., :h, :w])
+        y = y[..., :h, :w]
+        return _picture(y if self.skip is None else y + self.skip(x), self.spec.output, self.training)
 
     def describe(self) -> dict:
         return {"name": self.arch_name, **asdict(self.spec), "styles": self.num_styles,

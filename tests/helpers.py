@@ -43,6 +43,8 @@ def make_checkpoint(path: Path, arch: str = "slim", style: str = "testing", seed
             if isinstance(m, torch.nn.InstanceNorm2d):
                 m.weight.uniform_(0.5, 1.5)
                 m.bias.uniform_(-0.2, 0.2)
+        if getattr(net, "skip", None) is not None:   # the photo's path too (it starts at zero)
+            net.skip.weight.normal_(0.0, 1.0)
     meta = {"style": style, "arch": arch, "style_image": "painting.jpg", "steps": 0,
             "config_hash": "0123abcd", "loss_terms": {}, "wall_time_s": 0.0, **extra_meta}
     torch.save({"impasto": meta, "state_dict": {"net." + k: v for k, v in net.state_dict().items()}}, path)

@@ -1,6 +1,7 @@
 """The single-style architectures: each paints a picture of the photo's own size (odd sides
 included, as the runtime may pass them), slim_wide is slim's layout at twice the width, and
-slim_dilated is slim's weights with a wider view."""
+slim_dilated is slim's weights with a wider view, slim_skip passes the photo to the output,
+slim_clamp keeps the gradient of saturated colours."""
 
 from __future__ import annotations
 
@@ -52,10 +53,46 @@ def test_slim_dilated_sees_farther_with_slims_weights():
     assert _reach("slim_dilated") >= 1.6 * _reach("slim")   # 100 px against 60
 
 
+def test_slim_skip_passes_the_photo_to_the_output():
+    torch.manual_seed(0)
+    slim, skip = TransformerNet("slim").eval(), TransformerNet("slim_skip").eval()
+    skip.load_state_dict(slim.state_dict(), strict=False)
+    x = torch.rand(1, 3, 40, 52)
+    with torch.no_grad():
+        assert torch.equal(skip(x), slim(x))               # the skip starts at zero: slim exactly
+        for net in (slim, skip):                           # the body's last conv silenced
+            net.decoder[5][1].weight.zero_()
+            net.decoder[5][1].bias.zero_()
+        skip.skip.weight.copy_(4 * torch.eye(3)[..., None, None])
+        assert torch.allclose(slim(x), torch.full_like(x, 0.5))
+        assert torch.allclose(skip(x), torch.sigmoid(4 * x), atol=1e-6)   # the photo, through the skip
+
+
+def test_slim_clamp_keeps_the_gradient_of_saturated_colours():
+    torch.manual_seed(0)
+    x = torch.rand(1, 3, 32, 40)
+    grads = {}
+    for arch in ("slim", "slim_clamp"):
+        net = TransformerNet(arch).train()
+        last = net.decoder[5][1]
+        with torch.no_grad():
+            last.bias.fill_(10.0)                         # every pixel pushed far past white
+        y = net(x)
+        assert float(y.min()) > 0.999 and float(y.max()) <= 1.0
+        y.sum().backward()
+        grads[arch] = float(last.bias.grad.abs().min())
+    assert grads["slim_clamp"] > 1000 * grads["slim"]     # the sigmoid's gradient has vanished
+    net.eval()
+    with torch.no_grad():
+        assert torch.equal(net(x), torch.ones_like(x))   # what export sees: a plain clip
+
+
 def test_dilations_must_fit_the_residual_blocks():
     from dataclasses import replace
     with pytest.raises(ImpastoError, match="one positive int per residual block"):
         TransformerNet(replace(ARCHITECTURES["slim"], dilations=(1, 2)))
+    with pytest.raises(ImpastoError, match="output must be 'sigmoid' or 'clamp', not 'tanh'"):
+        TransformerNet(replace(ARCHITECTURES["slim"], output="tanh"))
 
 
 def test_an_unknown_architecture_is_named_in_the_error():

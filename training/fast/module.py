@@ -129,7 +129,7 @@ class FastStyleModule(pl.LightningModule):
         grid_size: how many held-out photos go into the stylised validation grid.
         init_from: start from this network (a checkpoint with the same weights' names and shapes,
             e.g. the shared base network that gives photos back: `configs/fast/base.yaml`, or a
-            slim network for slim_dilated) instead of a random one. From random weights a network
+            slim network for slim_dilated or slim_skip) instead of a random one. From random weights a network
             under a high style weight loses the photo.
         style_ramp_steps: the style weight rises linearly from 0 over this many steps, so the
             network paints on top of the content it already keeps.
@@ -181,9 +181,9 @@ class FastStyleModule(pl.LightningModule):
         if init_from:
             start, _ = load_fast_checkpoint(init_from)
             # Another layout with the same weights (slim into slim_dilated) is a valid start.
-            if not _same_weights(start.state_dict(), self.net.state_dict()):
+            if not _weights_fit(start.state_dict(), self.net.state_dict()):
                 raise ImpastoError(f"init_from {init_from}: a {start.arch_name} network, not {arch}")
-            self.net.load_state_dict(start.state_dict())
+            self.net.load_state_dict(start.state_dict(), strict=False)
         if channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
         # Not a registered submodule: the frozen VGG stays out of checkpoints (moved by hand).
@@ -386,5 +386,9 @@ class FastStyleModule(pl.LightningModule):
         self._recent = deque(checkpoint.get("impasto_recent_terms", []), maxlen=self._recent.maxlen)
 
 
-def _same_weights(a: dict, b: dict) -> bool:
-    return a.keys() == b.keys() and all(a[k].shape == b[k].shape for k in a)
+def _weights_fit(start: dict, net: dict) -> bool:
+    """`start` fills every weight of `net` (same names and shapes), but for an input skip that
+    `start` lacks: it starts at zero, so the network starts as `start` exactly."""
+    extra = net.keys() - start.keys()
+    return (start.keys() <= net.keys() and all(k.startswith("skip.") for k in extra)
+            and all(start[k].shape == net[k].shape for k in start))
