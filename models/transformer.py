@@ -39,8 +39,6 @@ class Architecture:
     #                                for the same weights and arithmetic; default 1 for every block
     input_skip: bool = False  # a 1x1 conv from the photo added to the output's logits (zero at
     #                           the start): copying the photo then costs the body nothing
-    output: str = "sigmoid"   # "sigmoid", or "clamp": 0..1 clipped, with a straight-through
-    #                           gradient in training (a sigmoid's vanishes at black and white)
 
 
 # Real-time on CPU: nothing but one pixel shuffle runs at full resolution (a strided stem,
@@ -64,8 +62,6 @@ ARCHITECTURES = {
     "slim_dilated": replace(_SLIM, dilations=(1, 2, 4, 2, 1)),
     # slim with the photo passed to the output: the body's capacity goes to the painting.
     "slim_skip": replace(_SLIM, input_skip=True),
-    # slim with a clipped output: saturated colours keep their gradient.
-    "slim_clamp": replace(_SLIM, output="clamp"),
 }
 
 
@@ -122,8 +118,6 @@ class TransformerNet(nn.Module):
         c1, c2, c3 = spec.channels
         s, k = spec.separable, spec.edge_kernel
         pad, (s1, s2, s3), sub = spec.padding, spec.strides, spec.subpixel_output
-        if spec.output not in ("sigmoid", "clamp"):
-            raise ImpastoError(f"output must be 'sigmoid' or 'clamp', not {spec.output!r}")
         if s1 * s2 * s3 != 4:
             raise ImpastoError(f"encoder strides {spec.strides} must downsample by 4 in total")
         self.encoder = nn.Sequential(
@@ -154,7 +148,7 @@ class TransformerNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
         y = self.decoder(self.residuals(self.encoder(x)))[..., :h, :w]
-        return _picture(y if self.skip is None else y + self.skip(x), self.spec.output, self.training)
+        return torch.sigmoid(y if self.skip is None else y + self.skip(x))
 
     def describe(self) -> dict:
         return {"name": self.arch_name, **asdict(self.spec),
@@ -171,15 +165,6 @@ class Blur(nn.Module):
 
     def forward(self, x):
         return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), self.kernel.to(x.dtype), groups=x.shape[1])
-
-
-def _picture(logits: torch.Tensor, output: str, training: bool) -> torch.Tensor:
-    if output == "sigmoid":
-        return torch.sigmoid(logits)
-    y = logits + 0.5   # mid-grey at the start, as the sigmoid's
-    # Straight-through in training: the loss sees the clipped picture the user gets, and a pixel
-    # pushed past black or white still has a gradient.
-    return y + (y.clamp(0.0, 1.0) - y).detach() if training else y.clamp(0.0, 1.0)
 
 
 def _zero_conv1x1(cin: int, cout: int) -> nn.Conv2d:
@@ -308,7 +293,7 @@ class MultiStyleTransformerNet(nn.Module):
         for stage in (self.encoder, self.residuals, self.decoder):
             y = _run_conditional(stage, y, style_weights)
         y = y[..., :h, :w]
-        return _picture(y if self.skip is None else y + self.skip(x), self.spec.output, self.training)
+        return torch.sigmoid(y if self.skip is None else y + self.skip(x))
 
     def describe(self) -> dict:
         return {"name": self.arch_name, **asdict(self.spec), "styles": self.num_styles,
