@@ -109,7 +109,8 @@ class FastStyleModule(pl.LightningModule):
         style_name: name of the style (model card, zoo file name); default: the image's stem.
         arch: transformer architecture: "slim" (real-time CPU default), "slim_wide" (slim at twice the
             width), "slim_dilated" (slim's weights, dilated residual blocks: a wider view at the same
-            cost), "medium" or "johnson" (as published).
+            cost), "slim_skip" (slim with the photo passed to the output through a 1x1 conv),
+            "medium" or "johnson" (as published).
         style_size: longest side the style image is resized to before its Gram targets are taken
             (match it to the training crop size so brush strokes come out at the scale you see).
         mrf_weight, mrf_layers: Li & Wand's MRF patch loss (each 3x3 patch of the output's features
@@ -129,8 +130,8 @@ class FastStyleModule(pl.LightningModule):
         grid_size: how many held-out photos go into the stylised validation grid.
         init_from: start from this network (a checkpoint with the same weights' names and shapes,
             e.g. the shared base network that gives photos back: `configs/fast/base.yaml`, or a
-            slim network for slim_dilated or slim_skip) instead of a random one. From random weights a network
-            under a high style weight loses the photo.
+            slim network for slim_dilated or slim_skip, whose skip then starts at zero) instead of a
+            random one. From random weights a network under a high style weight loses the photo.
         style_ramp_steps: the style weight rises linearly from 0 over this many steps, so the
             network paints on top of the content it already keeps.
         pixel_weight: weight of an RGB mean-squared error to the photo (the base network's
@@ -180,7 +181,7 @@ class FastStyleModule(pl.LightningModule):
         self.net = TransformerNet(arch)
         if init_from:
             start, _ = load_fast_checkpoint(init_from)
-            # Another layout with the same weights (slim into slim_dilated) is a valid start.
+            # Another layout with the same weights (slim into slim_dilated or slim_skip) is a valid start.
             if not _weights_fit(start.state_dict(), self.net.state_dict()):
                 raise ImpastoError(f"init_from {init_from}: a {start.arch_name} network, not {arch}")
             self.net.load_state_dict(start.state_dict(), strict=False)
