@@ -156,6 +156,8 @@ def test_training_continues_from_a_bundled_onnx_network(tmp_path):
     skip = FastStyleModule("candy.jpg", arch="slim_skip", init_from=str(zoo / "candy.onnx"), channels_last=False)
     with torch.no_grad():
         np.testing.assert_allclose(skip.net(torch.from_numpy(x)).numpy(), session.run(None, {"input": x})[0], atol=1e-4)
+    with pytest.raises(ImpastoError, match="a slim_skip network, not slim"):   # the skip would be lost
+        FastStyleModule("candy.jpg", arch="slim", init_from=str(make_checkpoint(tmp_path / "skip.pt", "slim_skip")))
     stranger = onnx.load(str(zoo / "candy.onnx"))
     del stranger.metadata_props[:]
     onnx.save(stranger, str(tmp_path / "stranger.onnx"))
