@@ -147,8 +147,16 @@ class TransformerNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
-        y = self.decoder(self.residuals(self.encoder(x)))[..., :h, :w]
-        return torch.sigmoid(y if self.skip is None else y + self.skip(x))
+        return _picture(self.decoder(self.residuals(self.encoder(x)))[..., :h, :w], x, self.skip)
+
+    def can_start_from(self, state: dict) -> bool:
+        """Whether `state` (another network's weights) fills every weight of this one with the same
+        names and shapes; an input skip it lacks is fine: the skip starts at zero, so this network
+        then starts as that one exactly (slim into slim_dilated or slim_skip)."""
+        own = self.state_dict()
+        extra = own.keys() - state.keys()
+        return (state.keys() <= own.keys() and all(k.startswith("skip.") for k in extra)
+                and all(state[k].shape == own[k].shape for k in state))
 
     def describe(self) -> dict:
         return {"name": self.arch_name, **asdict(self.spec),
@@ -165,6 +173,10 @@ class Blur(nn.Module):
 
     def forward(self, x):
         return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), self.kernel.to(x.dtype), groups=x.shape[1])
+
+
+def _picture(logits: torch.Tensor, photo: torch.Tensor, skip: Optional[nn.Conv2d]) -> torch.Tensor:
+    return torch.sigmoid(logits if skip is None else logits + skip(photo))
 
 
 def _zero_conv1x1(cin: int, cout: int) -> nn.Conv2d:
@@ -292,8 +304,7 @@ class MultiStyleTransformerNet(nn.Module):
         y = x
         for stage in (self.encoder, self.residuals, self.decoder):
             y = _run_conditional(stage, y, style_weights)
-        y = y[..., :h, :w]
-        return torch.sigmoid(y if self.skip is None else y + self.skip(x))
+        return _picture(y[..., :h, :w], x, self.skip)
 
     def describe(self) -> dict:
         return {"name": self.arch_name, **asdict(self.spec), "styles": self.num_styles,

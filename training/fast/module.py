@@ -181,8 +181,7 @@ class FastStyleModule(pl.LightningModule):
         self.net = TransformerNet(arch)
         if init_from:
             start, _ = load_fast_checkpoint(init_from)
-            # Another layout with the same weights (slim into slim_dilated or slim_skip) is a valid start.
-            if not _weights_fit(start.state_dict(), self.net.state_dict()):
+            if not self.net.can_start_from(start.state_dict()):
                 raise ImpastoError(f"init_from {init_from}: a {start.arch_name} network, not {arch}")
             self.net.load_state_dict(start.state_dict(), strict=False)
         if channels_last:
@@ -386,10 +385,3 @@ class FastStyleModule(pl.LightningModule):
         self._val_terms = dict(meta.get("val_loss_terms", {}))
         self._recent = deque(checkpoint.get("impasto_recent_terms", []), maxlen=self._recent.maxlen)
 
-
-def _weights_fit(start: dict, net: dict) -> bool:
-    """`start` fills every weight of `net` (same names and shapes), but for an input skip that
-    `start` lacks: it starts at zero, so the network starts as `start` exactly."""
-    extra = net.keys() - start.keys()
-    return (start.keys() <= net.keys() and all(k.startswith("skip.") for k in extra)
-            and all(start[k].shape == net[k].shape for k in start))
