@@ -14,7 +14,7 @@ def register(sub) -> None:
     p = add_parser(sub, "train-gpu", help="train the base network, then every style at once, on one GPU",
                    description="The shared base network (configs/fast/base.yaml), then every style config\n"
                                "and the eight-style network (--multi) at once, each with configs/fast/gpu.yaml\n"
-                               "on top (Johnson's network, 256 px crops, batch 8, bf16-mixed), from a pack\n"
+                               "on top (slim_wide, Johnson's 256 px crops, batch 8, bf16-mixed), from a pack\n"
                                "written by `impasto pack`; then, in the budget's last --video-share, every\n"
                                "style's video network: its photo network fine-tuned with the temporal term\n"
                                "(--video-profile on top). Each network comes back as OUT/results/<style>.ckpt\n"

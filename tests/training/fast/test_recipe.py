@@ -135,14 +135,14 @@ def test_gpu_script_plans_from_the_configs(tmp_path, pack):
     assert set(slim) == {"impasto", "state_dict", "global_step"} and list(slim["state_dict"]) == ["net.w"]
 
 
-def test_gpu_profile_lays_johnsons_scale_over_a_style(capsys):
+def test_gpu_profile_lays_johnsons_scale_over_a_style_on_a_fast_network(capsys):
     import yaml
     from impasto.training.fast.cli import cli_main
     with pytest.raises(SystemExit) as exc:
         cli_main(["--config", "configs/fast/candy.yaml", "--config", "configs/fast/gpu.yaml", "--print_config"])
     assert exc.value.code == 0
     cfg = yaml.safe_load(capsys.readouterr().out)
-    assert (cfg["model"]["arch"], cfg["data"]["image_size"], cfg["data"]["batch_size"]) == ("johnson", 256, 8)
+    assert (cfg["model"]["arch"], cfg["data"]["image_size"], cfg["data"]["batch_size"]) == ("slim_wide", 256, 8)
     assert cfg["model"]["style_weight"] == 3000.0 and cfg["model"]["style_relative"] is True
     assert cfg["trainer"]["max_time"] is None and cfg["trainer"]["precision"] == "bf16-mixed"
     with pytest.raises(SystemExit) as exc:   # a video network: the temporal term on top of both
@@ -151,7 +151,7 @@ def test_gpu_profile_lays_johnsons_scale_over_a_style(capsys):
     assert exc.value.code == 0
     video = yaml.safe_load(capsys.readouterr().out)
     assert (video["model"]["arch"], video["model"]["temporal_weight"], video["model"]["temporal_lowpass"]) == (
-        "johnson", 8e5, 8)
+        "slim_wide", 8e5, 8)
     assert video["model"]["style_ramp_steps"] == 0 and video["trainer"]["max_steps"] == 2000
 
 
