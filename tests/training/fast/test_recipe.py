@@ -190,9 +190,10 @@ def test_gpu_command_trains_base_style_and_multi_style_end_to_end(data, tmp_path
     info = make_pack(data.parent, pack, photos=6, holdout=2, side=96, style_side=128,
                      styles=["candy"] + [Path(p).stem for p in zoo8])
     assert info["vgg"]["last"] == "conv5_1"            # the default pack carries the Gatys layers
-    profile = tmp_path / "tiny.yaml"
+    arch = yaml.safe_load((REPO / "configs" / "fast" / "gpu.yaml").read_text())["model"]["arch"]
+    profile = tmp_path / "tiny.yaml"        # the GPU profile's network, at a CPU's scale
     profile.write_text(yaml.safe_dump({
-        "model": {"arch": "slim", "style_size": 64, "style_ramp_steps": 0},
+        "model": {"arch": arch, "style_size": 64, "style_ramp_steps": 0},
         "data": {"image_size": 32, "resize_size": 48, "val_size": 32, "batch_size": 2},
         "trainer": {"precision": "32-true", "max_steps": 2, "max_time": None, "val_check_interval": 2,
                     "enable_model_summary": False},
@@ -208,9 +209,9 @@ def test_gpu_command_trains_base_style_and_multi_style_end_to_end(data, tmp_path
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
     summary = json.loads((out / "results" / "summary.json").read_text())
     assert {name: run["steps"] for name, run in summary["runs"].items()} == {
-        "base_slim": 2, "candy": 2, "zoo8": 2, "candy_video": 2}
+        f"base_{arch}": 2, "candy": 2, "zoo8": 2, "candy_video": 2}
     net, meta = load_fast_checkpoint(out / "results" / "zoo8.ckpt")
-    assert net.num_styles == 8 and meta["styles"][:2] == ["candy", "mosaic"]
+    assert net.num_styles == 8 and meta["styles"][:2] == ["candy", "mosaic"] and meta["arch"] == arch
     assert all(Path(p).parent == pack / "styles" for p in meta["style_images"])   # the pack's paintings
     _, candy = load_fast_checkpoint(out / "results" / "candy.ckpt")
     assert candy["style"] == "candy"
@@ -218,4 +219,4 @@ def test_gpu_command_trains_base_style_and_multi_style_end_to_end(data, tmp_path
     model = steady["config"]["model"]
     assert steady["style"] == "candy" and model["temporal_weight"] == video["model"]["temporal_weight"] > 0
     assert Path(model["init_from"]) == out / "candy" / "checkpoints" / "last.ckpt"   # from its photo network
-    assert model["style_ramp_steps"] == 0 and model["arch"] == "slim"
+    assert model["style_ramp_steps"] == 0 and model["arch"] == arch
