@@ -15,7 +15,8 @@
 
 Each run is a plain `impasto train` (LightningCLI, bf16-mixed autocast, channels-last) of the
 style's own config with the GPU profile on top (configs/fast/gpu.yaml: slim_wide, the widest
-network within the latency bar, on Johnson's 256 px crops, batch 8), and the pack's photos, paintings and VGG file in place of ../shared's.
+network within the latency bar, on Johnson's 256 px crops, batch 8), and the pack's photos,
+paintings and VGG file in place of ../shared's.
 Afterwards every network is written to OUT/results/<name>.ckpt (a style's video network:
 <style>_video.ckpt) without the optimiser state (small enough to carry back; `impasto export` and
 `bench/fast_vs_iterative.py` read it like any checkpoint), and OUT/results/summary.json says what
