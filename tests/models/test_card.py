@@ -113,6 +113,7 @@ def test_the_card_page_shows_a_style_s_video_network_beside_its_photo_network(tm
     assert "| per-frame flicker, pan clip (abs, 0-255) | 5.00 | **2.50** (0.50x) |" in page
     assert "| per-frame flicker, parallax clip (abs, 0-255) | 15.00 | **9.00** (0.60x) |" in page
     assert "| style reduction, held-out | 62.5% | 58.0% |" in page
+    assert "| network | slim | slim |" in page
 
 
 def test_the_card_page_shows_worth_n_under_each_start_it_was_measured_from(tmp_path):
