@@ -74,7 +74,7 @@ def _video_section(video: dict, photo: dict) -> list[str]:
     lines = ["", f"**Video network** (`{photo['style']}.video.onnx`): trained with the "
              f"temporal term; `impasto stylize` paints videos with it (`--photo-network` to use the one above).", "",
              "| | photo network | video network |", "|---|---|---|",
-             f"| network | {photo.get('arch')} | {video.get('arch')} |"]   # a video network may be an older one
+             f"| network | {photo.get('arch')} | {video.get('arch')} |"]   # it may come from an earlier photo network
     for clip in ("pan", "parallax"):
         before, after = _flicker(photo, clip), _flicker(video, clip)
         if before is not None and after is not None:
