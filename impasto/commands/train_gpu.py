@@ -17,7 +17,9 @@ def register(sub) -> None:
                                "on top (slim_wide, Johnson's 256 px crops, batch 8, bf16-mixed), from a pack\n"
                                "written by `impasto pack`; then, in the budget's last --video-share, every\n"
                                "style's video network: its photo network fine-tuned with the temporal term\n"
-                               "(--video-profile on top). Each network comes back as OUT/results/<style>.ckpt\n"
+                               "(--video-profile on top, then a style's own video/<style>.yaml beside it where\n"
+                               "there is one: configs/fast/video/mosaic.yaml). Each network comes back as\n"
+                               "OUT/results/<style>.ckpt "
                                "(<style>_video.ckpt) without its optimiser state.\n"
                                "Run it from the repository root.\n\n"
                                "examples:\n  impasto train-gpu --pack packs/coco --minutes 12\n"
@@ -39,7 +41,8 @@ def register(sub) -> None:
     p.add_argument("--video-share", type=number(0, lt=1), default=0.25,
                    help="share of the styles' time for their video networks; 0: none")
     p.add_argument("--video-profile", type=Path, default=CONFIGS / "video.yaml",
-                   help="applied on top of a style's config and --profile for its video network")
+                   help="applied on top of a style's config and --profile for its video network;  then a style's\n"
+                        "own recipe in the folder named after it (configs/fast/video/<style>.yaml)")
     p.set_defaults(run=run)
 
 

@@ -9,9 +9,10 @@
    started from its architecture's base, until the budget is spent (or its max_steps), and beside
    them the multi-style networks (`impasto train-gpu --multi`: configs/multistyle/zoo8.yaml by
    default), each an `impasto train-multi` from the base too.
-3. Every style's video network (configs/fast/video.yaml on top): its photo network fine-tuned with
-   the temporal term, in the last `video_share` of the budget (0: none). The multi-style
-   networks train on through it.
+3. Every style's video network (configs/fast/video.yaml on top, then the style's own
+   configs/fast/video/<style>.yaml where there is one): its photo network fine-tuned with the
+   temporal term, in the last `video_share` of the budget (0: none). The multi-style networks
+   train on through it.
 
 Each run is a plain `impasto train` (LightningCLI, bf16-mixed autocast, channels-last) of the
 style's own config with the GPU profile on top (configs/fast/gpu.yaml: slim_wide, the widest
@@ -52,6 +53,13 @@ def style_configs(places: list[Path], only: list[str] | None) -> list[Path]:
             raise ImpastoError(f"no config for {', '.join(sorted(missing))} in {', '.join(map(str, places))}")
         configs = [p for p in configs if p.stem in only]
     return configs
+
+
+def video_configs(style: Path, profile: Path, video_profile: Path) -> list[Path]:
+    """The configs of a style's video network, in order: the style's, the GPU profile, the video
+    profile, and the style's own video recipe beside it (video/<style>.yaml) where there is one."""
+    own = video_profile.with_suffix("") / style.name
+    return [style, profile, video_profile, *([own] if own.is_file() else [])]
 
 
 def pack_overrides(pack: Path, config: dict, workers: int) -> list[str]:
@@ -108,6 +116,14 @@ def merged(config: dict, profile: dict) -> dict:
     return out
 
 
+def load_stack(configs: list[Path]) -> dict:
+    """What LightningCLI makes of these configs given in order (for the checks made beforehand)."""
+    out: dict = {}
+    for config in configs:
+        out = merged(out, yaml.safe_load(config.read_text()) or {})
+    return out
+
+
 def launch(configs: list[Path], run_dir: Path, extra: list[str], log: Path, command: str = "train") -> subprocess.Popen:
     log.parent.mkdir(parents=True, exist_ok=True)
     cmd = IMPASTO + [command] + [arg for c in configs for arg in ("--config", str(c))] + ["--run_dir", str(run_dir)]
@@ -155,10 +171,11 @@ def train_all(pack: Path, configs: list[Path], styles: list[str] | None = None, 
             raise ImpastoError(f"{m}: no such multi-style config")
     if video_share and not video_profile.is_file():
         raise ImpastoError(f"{video_profile}: no such video profile")
-    profile_cfg = yaml.safe_load(profile.read_text()) or {}
-    loaded = {c.stem: merged(yaml.safe_load(c.read_text()), profile_cfg) for c in [*configs, *multi]}
-    base_yaml = merged(yaml.safe_load(base.read_text()), profile_cfg)
-    check_pack_depth(json.loads((pack / "pack.json").read_text()), loaded)
+    loaded = {c.stem: load_stack([c, profile]) for c in [*configs, *multi]}
+    base_yaml = load_stack([base, profile])
+    videos = {f"{c.stem}_video": video_configs(c, profile, video_profile) for c in configs} if video_share else {}
+    check_pack_depth(json.loads((pack / "pack.json").read_text()), {
+        **loaded, **{name: load_stack(stack) for name, stack in videos.items()}})
     # relative paths stay relative: they end up in the model cards
 
     # 1. one base network per architecture the styles use
@@ -204,7 +221,7 @@ def train_all(pack: Path, configs: list[Path], styles: list[str] | None = None, 
         logs[name] = out / "logs" / f"{name}.log"
         extra = pack_overrides(pack, loaded[config.stem], workers) + [
             "--model.init_from", str(photo), "--trainer.max_time", hms(deadline - time.time() - 45)]
-        video[name] = launch([config, profile, video_profile], out / name, extra, logs[name])
+        video[name] = launch(videos[name], out / name, extra, logs[name])
     codes.update(wait_all({**{m.stem: procs[m.stem] for m in multi if m.stem in procs}, **video}, logs))
     procs.update(video)
 

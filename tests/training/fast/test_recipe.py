@@ -153,17 +153,56 @@ def test_gpu_profile_lays_johnsons_scale_over_a_style_on_a_fast_network(capsys):
     assert (video["model"]["arch"], video["model"]["temporal_weight"], video["model"]["temporal_lowpass"]) == (
         "slim_wide", 8e5, 8)
     assert video["model"]["style_ramp_steps"] == 0 and video["trainer"]["max_steps"] == 2000
+    # the photo network on the Gatys layers that won; its video network on Johnson's, where the
+    # temporal weight was measured
+    assert cfg["model"]["style_layers"] == GATYS and video["model"]["style_layers"] == JOHNSON
+
+
+GATYS = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
+JOHNSON = ["relu1_2", "relu2_2", "relu3_3", "relu4_3"]
+
+
+def test_a_style_with_its_own_video_recipe_gets_it_on_top_of_the_video_profile(capsys):
+    """mosaic's lead lines crawl below 8x8 blocks: its video network is trained per pixel on its
+    photo network's layers (configs/fast/video/mosaic.yaml), the other styles' by the profile."""
+    import yaml
+    from impasto.training.fast.cli import cli_main
+    from impasto.training.fast.gpu import video_configs
+    fast = Path("configs/fast")
+    stacks = {s: video_configs(fast / f"{s}.yaml", fast / "gpu.yaml", fast / "video.yaml")
+              for s in ("candy", "mosaic", "starry_night", "udnie")}
+    assert stacks["mosaic"][-1] == fast / "video" / "mosaic.yaml"
+    assert all(stacks[s][-1] == fast / "video.yaml" for s in ("candy", "starry_night", "udnie"))
+    with pytest.raises(SystemExit) as exc:
+        cli_main([arg for c in stacks["mosaic"] for arg in ("--config", str(c))] + ["--print_config"])
+    assert exc.value.code == 0
+    model = yaml.safe_load(capsys.readouterr().out)["model"]
+    assert (model["temporal_weight"], model["temporal_lowpass"], model["style_layers"]) == (4.5e5, 1, GATYS)
+    assert (model["arch"], model["style_weight"], model["style_ramp_steps"]) == ("slim_wide", 4500.0, 0)
 
 
 def test_gpu_script_refuses_a_pack_too_shallow_for_the_loss_layers(pack, tmp_path):
-    """zoo8 trains on relu5_1; a pack cut at conv4_3 fails at once, not after the base networks."""
+    """candy and zoo8 train on relu5_1 (and mosaic's video network): a pack cut at conv4_3 fails at
+    once, not after the base networks."""
+    import yaml
     from impasto.training.fast.gpu import deepest_conv, train_all
     assert deepest_conv({"model": {"style_layers": ["relu1_1", "relu5_1", "relu4_3"]}}) == "conv5_1"
     assert deepest_conv({"model": {}}) is None
+    fast = REPO / "configs" / "fast"
+
+    def train(style, **kw):
+        train_all(pack, [fast / f"{style}.yaml"], out=tmp_path / "gpu", base=fast / "base.yaml",
+                  profile=fast / "gpu.yaml", **kw)
+
+    with pytest.raises(ImpastoError, match="candy: .* up to conv5_1, the pack stops at conv4_3"):
+        train("candy", multi=[])
     with pytest.raises(ImpastoError, match="zoo8: .* up to conv5_1, the pack stops at conv4_3"):
-        train_all(pack, [REPO / "configs" / "fast" / "candy.yaml"], out=tmp_path / "gpu",
-                  base=REPO / "configs" / "fast" / "base.yaml", profile=REPO / "configs" / "fast" / "gpu.yaml",
-                  multi=[REPO / "configs" / "multistyle" / "zoo8.yaml"])
+        train("udnie", multi=[REPO / "configs" / "multistyle" / "zoo8.yaml"])
+    (tmp_path / "video").mkdir()          # a style's own video recipe is checked too
+    (tmp_path / "video.yaml").write_text((fast / "video.yaml").read_text())
+    (tmp_path / "video" / "udnie.yaml").write_text(yaml.safe_dump({"model": {"style_layers": ["relu5_1"]}}))
+    with pytest.raises(ImpastoError, match="udnie_video: .* up to conv5_1"):
+        train("udnie", multi=[], video_profile=tmp_path / "video.yaml")
     assert not (tmp_path / "gpu").exists()
     with pytest.raises(ImpastoError, match="no such multi-style config"):
         train_all(pack, [REPO / "configs" / "fast" / "candy.yaml"], multi=[tmp_path / "nope.yaml"])
@@ -201,6 +240,8 @@ def test_gpu_command_trains_base_style_and_multi_style_end_to_end(data, tmp_path
     video = yaml.safe_load((REPO / "configs" / "fast" / "video.yaml").read_text())
     video["trainer"]["max_steps"] = 2
     (tmp_path / "video.yaml").write_text(yaml.safe_dump(video))
+    (tmp_path / "video").mkdir()             # candy's own video recipe, on top of the profile
+    (tmp_path / "video" / "candy.yaml").write_text(yaml.safe_dump({"model": {"temporal_lowpass": 2}}))
     out = tmp_path / "gpu"
     r = cli("train-gpu", "--pack", str(pack), "--configs", "configs/fast/candy.yaml",
             "--multi", "configs/multistyle/zoo8.yaml", "--profile", str(profile), "--base-steps", "2",
@@ -218,5 +259,6 @@ def test_gpu_command_trains_base_style_and_multi_style_end_to_end(data, tmp_path
     _, steady = load_fast_checkpoint(out / "results" / "candy_video.ckpt")
     model = steady["config"]["model"]
     assert steady["style"] == "candy" and model["temporal_weight"] == video["model"]["temporal_weight"] > 0
+    assert model["temporal_lowpass"] == 2 and model["style_layers"] == video["model"]["style_layers"]
     assert Path(model["init_from"]) == out / "candy" / "checkpoints" / "last.ckpt"   # from its photo network
     assert model["style_ramp_steps"] == 0 and model["arch"] == arch
