@@ -171,7 +171,13 @@ def render(folder: Path = HERE) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    if args and args[0].startswith("-"):   # --help, or a mistyped option: not a folder to write into
+        print(__doc__)
+        return 0 if args[0] in ("-h", "--help") else 2
     folder = Path(args[0]) if args else HERE
+    if not folder.is_dir():
+        print(f"{folder}: no such folder of model cards", file=sys.stderr)
+        return 2
     atomic_write_bytes(folder / PAGE, render(folder).encode())
     print(f"wrote {folder / PAGE}")
     return 0

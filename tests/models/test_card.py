@@ -96,6 +96,15 @@ def test_the_bundled_card_page_says_what_the_cards_say():
         assert (card_page.HERE / target).is_file(), target
 
 
+def test_the_card_page_command_writes_nothing_for_help_or_a_missing_folder(tmp_path, monkeypatch, capsys):
+    from impasto.models.zoo import card_page
+    monkeypatch.chdir(tmp_path)
+    assert card_page.main(["--help"]) == 0 and "FOLDER/README.md" in capsys.readouterr().out
+    assert card_page.main(["--bogus"]) == 2
+    assert card_page.main(["nope"]) == 2 and "no such folder" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_the_card_page_shows_a_style_s_video_network_beside_its_photo_network(tmp_path):
     from impasto.models.zoo import card_page
     flicker = lambda pan, parallax: {"flicker": {"clips": {"pan": {"per frame": {"abs": pan}},  # noqa: E731
