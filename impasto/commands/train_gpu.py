@@ -41,7 +41,7 @@ def register(sub) -> None:
     p.add_argument("--video-share", type=number(0, lt=1), default=0.25,
                    help="share of the styles' time for their video networks; 0: none")
     p.add_argument("--video-profile", type=Path, default=CONFIGS / "video.yaml",
-                   help="applied on top of a style's config and --profile for its video network;  then a style's\n"
+                   help="applied on top of a style's config and --profile for its video network; then a style's\n"
                         "own recipe in the folder named after it (configs/fast/video/<style>.yaml)")
     p.set_defaults(run=run)
 
