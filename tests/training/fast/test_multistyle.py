@@ -138,8 +138,17 @@ def test_training_continues_from_a_bundled_onnx_network(tmp_path):
             ours = m.net(torch.from_numpy(x), torch.from_numpy(w)).numpy()
         np.testing.assert_allclose(ours, session.run(None, {"input": x, "style_weights": w})[0], atol=1e-4)
 
-    single = FastStyleModule("candy.jpg", init_from=str(zoo / "candy.onnx"), channels_last=False).eval()
+    # a bundled slim_wide network (candy) starts a slim_wide module, and only that
+    wide = FastStyleModule("candy.jpg", arch="slim_wide", init_from=str(zoo / "candy.onnx"), channels_last=False).eval()
     session = ort.InferenceSession(str(zoo / "candy.onnx"), providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        np.testing.assert_allclose(wide.net(torch.from_numpy(x)).numpy(), session.run(None, {"input": x})[0], atol=1e-4)
+    with pytest.raises(ImpastoError, match="a slim_wide network, not slim"):
+        FastStyleModule("candy.jpg", init_from=str(zoo / "candy.onnx"))
+
+    slim = str(zoo / "starry_night.onnx")   # a bundled slim network
+    single = FastStyleModule("starry_night.jpg", init_from=slim, channels_last=False).eval()
+    session = ort.InferenceSession(slim, providers=["CPUExecutionProvider"])
     with torch.no_grad():
         np.testing.assert_allclose(single.net(torch.from_numpy(x)).numpy(), session.run(None, {"input": x})[0], atol=1e-4)
 
@@ -148,12 +157,12 @@ def test_training_continues_from_a_bundled_onnx_network(tmp_path):
     with pytest.raises(ImpastoError, match="8 styles, not 2"):
         MultiStyleModule(["a.jpg", "b.jpg"], init_from=str(zoo / "zoo8.onnx"))
     with pytest.raises(ImpastoError, match="a slim network, not medium"):
-        FastStyleModule("candy.jpg", arch="medium", init_from=str(zoo / "candy.onnx"))
-    dilated = FastStyleModule("candy.jpg", arch="slim_dilated", init_from=str(zoo / "candy.onnx"))
+        FastStyleModule("starry_night.jpg", arch="medium", init_from=slim)
+    dilated = FastStyleModule("starry_night.jpg", arch="slim_dilated", init_from=slim)
     assert dilated.net.spec.dilations and all(torch.equal(a, b) for a, b in
                                               zip(dilated.net.state_dict().values(), single.net.state_dict().values()))
     # slim's weights fill slim_skip but for the skip, which starts at zero: the bundled network exactly.
-    skip = FastStyleModule("candy.jpg", arch="slim_skip", init_from=str(zoo / "candy.onnx"), channels_last=False)
+    skip = FastStyleModule("starry_night.jpg", arch="slim_skip", init_from=slim, channels_last=False)
     with torch.no_grad():
         np.testing.assert_allclose(skip.net(torch.from_numpy(x)).numpy(), session.run(None, {"input": x})[0], atol=1e-4)
     with pytest.raises(ImpastoError, match="a slim_skip network, not slim"):   # the skip would be lost
