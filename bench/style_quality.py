@@ -104,8 +104,8 @@ def _painted_style(onnx: Path) -> str | None:
     """The painting a card-less network was trained on, from its ONNX metadata: a network
     exported as net.onnx is still held to candy.jpg, not to the lossy thumbnail beside it
     (on candy the thumbnail's JPEG grain read 3.4 points lower)."""
-    import onnx as onnx_lib
-    style = {p.key: p.value for p in onnx_lib.load(str(onnx), load_external_data=False).metadata_props}.get("impasto.style")
+    from impasto.export.onnx_export import read_metadata
+    style = read_metadata(onnx).get("style")
     return f"{style}.jpg" if style else None
 
 
