@@ -78,6 +78,7 @@ def main() -> int:
     from impasto.training.fast.data import PhotoDataModule
     from impasto.models.zoo.card import write_card
     from impasto.training.fast.checkpoint import load_fast_checkpoint
+    from impasto.models.losses import GATYS_STYLE
     from impasto.training.fast.module import MRF_LAYERS, build_perceptual_loss, load_style_image, with_margin
     from impasto.training.iterative.optimize import optimize_pixels
 
@@ -95,7 +96,10 @@ def main() -> int:
                                  model_cfg.get("style_layers", ("relu1_2", "relu2_2", "relu3_3", "relu4_3")),
                                  model_cfg.get("style_layer_weights"),
                                  style_relative=model_cfg.get("style_relative", False),
-                                 mrf_weight=w.get("mrf", 0.0), mrf_layers=model_cfg.get("mrf_layers", MRF_LAYERS))
+                                 mrf_weight=w.get("mrf", 0.0), mrf_layers=model_cfg.get("mrf_layers", MRF_LAYERS),
+                                 swd_weight=w.get("swd", 0.0), swd_layers=model_cfg.get("swd_layers", GATYS_STYLE))
+    if loss.term("swd") is not None:   # one draw of directions: L-BFGS needs the same function
+        loss.terms["swd"].fresh = False
     styles = meta.get("styles") or []
     if styles and a.style not in styles:
         raise SystemExit(f"{a.checkpoint} paints {len(styles)} styles ({', '.join(styles)}): pick one with --style")

@@ -262,3 +262,70 @@ class MRFLoss(nn.Module):
             target = self.patches[n].flatten(1)[idx.flatten(1)]  # (B, H'W', C*k*k)
             total = total + F.mse_loss(out_patches, target.transpose(1, 2))
         return self.weight * total
+
+
+class SlicedWassersteinLoss(nn.Module):
+    """Heitz et al. 2021: the sliced Wasserstein distance between the output's and the painting's
+    feature distributions, per layer.
+
+    The features (one C-vector per pixel) are projected on C random unit directions, and each
+    projection's sorted values are matched to the painting's at the same quantiles: histogram
+    matching (HistogramLoss) along random axes instead of the channel axes, so it sees how the
+    channels go together. A Gram matrix holds only second moments, so a painting made of distinct
+    colours (candy's blue ground, its red and cream circles) can be met by a blend of them; the
+    full distribution cannot.
+
+    `fresh`: new directions every call (training: a step's noise averages out over steps); off,
+    one fixed draw per `seed` (the iterative path: L-BFGS needs the same function every call).
+    Each layer's error is divided by the mean square of the painting's features there, so every
+    layer counts alike (as StyleLoss's `relative`).
+    """
+
+    def __init__(self, layers: Sequence[str] = GATYS_STYLE, weight: float = 1.0, fresh: bool = True,
+                 seed: int = 0):
+        super().__init__()
+        self.layers, self.weight, self.fresh = tuple(layers), weight, fresh
+        self.generator = torch.Generator().manual_seed(seed)
+        self.features: dict[str, list[torch.Tensor]] = {}
+        self.blend: list[float] = []
+        self.scales: dict[str, float] = {}
+        self.fixed: dict[str, torch.Tensor] = {}
+        self.cache: dict[tuple[str, int], torch.Tensor] = {}   # fixed directions: sorted targets
+
+    def set_target(self, style_feats: Sequence[dict[str, torch.Tensor]], blend: Optional[Sequence[float]] = None):
+        self.blend = blend_weights(len(style_feats), blend)
+        # (C, pixels) per painting; projected anew with each draw of directions
+        self.features = {n: [fp32(f[n].detach())[0].flatten(1) for f in style_feats] for n in self.layers}
+        self.scales = {n: 1.0 / float(sum(w * x.pow(2).mean() for w, x in zip(self.blend, xs)).clamp_min(1e-12))
+                       for n, xs in self.features.items()}
+        self.fixed = {n: self._directions(xs[0].shape[0]) for n, xs in self.features.items()}
+        self.cache = {}
+
+    def _directions(self, c: int) -> torch.Tensor:
+        d = torch.randn(c, c, generator=self.generator)
+        return d / d.norm(dim=1, keepdim=True)
+
+    @torch.no_grad()
+    def _target(self, layer: str, dirs: torch.Tensor, count: int) -> torch.Tensor:
+        """The paintings' sorted projections at `count` quantiles: (directions, count), their
+        weighted mean when several are blended (the 1-D Wasserstein barycentre)."""
+        return sum(w * _resample_sorted((dirs @ f.to(dirs.device)).sort(dim=1).values, count)
+                   for w, f in zip(self.blend, self.features[layer]))
+
+    def forward(self, feats: dict[str, torch.Tensor]) -> torch.Tensor:
+        total = 0.0
+        for n in self.layers:
+            x = fp32(feats[n])
+            b, c, h, w = x.shape
+            dirs = (self._directions(c) if self.fresh else self.fixed[n]).to(x.device)
+            projected = torch.einsum("dc,bcn->bdn", dirs, x.reshape(b, c, h * w))
+            target = self.cache.get((n, h * w)) if not self.fresh else None
+            if target is None:
+                target = self._target(n, dirs, h * w)
+                if not self.fresh:
+                    self.cache[(n, h * w)] = target
+            with torch.no_grad():   # each value's target: the painting's value at its rank
+                ranked = torch.empty_like(projected).scatter_(2, projected.argsort(dim=2), target.expand(b, -1, -1))
+            # the same value and gradient as the error of the sorted values, without sort's backward
+            total = total + self.scales[n] * F.mse_loss(projected, ranked)
+        return self.weight * total

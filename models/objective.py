@@ -18,7 +18,7 @@ from torch import nn
 from .vgg import VGGEncoder, VGGWeights
 
 # The order keyword terms are summed and shown in (a mapping's own order is kept as given).
-ORDER = ("content", "style", "histogram", "mrf", "tv")
+ORDER = ("content", "style", "histogram", "swd", "mrf", "tv")
 
 
 class Objective(nn.Module):

@@ -129,6 +129,9 @@ def add_objective_arguments(p: argparse.ArgumentParser) -> None:
                    help="total variation: smooths noise (default 1, or 2e-6 with --loss-scale paper)")
     g.add_argument("--histogram-weight", type=number(0), default=0.0, help="Risser et al. histogram loss (0 = off)")
     g.add_argument("--mrf-weight", type=number(0), default=0.0, help="Li & Wand MRF patch loss (0 = off)")
+    g.add_argument("--swd-weight", type=number(0), default=0.0,
+                   help="Heitz et al. sliced Wasserstein loss on the style layers: the painting's whole "
+                        "feature distribution, not only its Gram (0 = off)")
     g.add_argument("--content-layers", nargs="+", default=["relu4_2"], metavar="LAYER",
                    help="VGG layers of the content term")
     g.add_argument("--style-layers", nargs="+", default=["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"],
@@ -192,7 +195,7 @@ def config_from_args(args, natural_side: int | None = None):
         size=default_size(args.size, natural_side),
         scales=args.scales, style_scale=args.style_scale, content_weight=args.content_weight,
         style_weight=args.style_weight, tv_weight=args.tv_weight, histogram_weight=args.histogram_weight,
-        mrf_weight=args.mrf_weight, content_layers=args.content_layers, style_layers=args.style_layers,
+        mrf_weight=args.mrf_weight, swd_weight=args.swd_weight, content_layers=args.content_layers, style_layers=args.style_layers,
         style_layer_weights=args.style_layer_weights, gram_norm=args.gram_norm, intensity=args.intensity,
         loss_scale=getattr(args, "loss_scale", "mean"),
         pooling=args.pooling, preserve_color=getattr(args, "preserve_color", None), precision=auto_precision(args.precision),

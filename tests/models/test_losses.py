@@ -5,8 +5,8 @@ import torch
 
 from impasto import images
 from impasto.errors import ImpastoError
-from impasto.models.losses import (ContentLoss, HistogramLoss, MRFLoss, StyleLoss, TVLoss,
-                                   gram)
+from impasto.models.losses import (ContentLoss, HistogramLoss, MRFLoss, SlicedWassersteinLoss, StyleLoss,
+                                   TVLoss, gram)
 from impasto.models.objective import Objective
 from impasto.models.tensors import to_tensor
 
@@ -123,6 +123,55 @@ def test_histogram_loss_pulls_channels_toward_the_style(vgg_weights, pair):
         total.backward()
         opt.step()
     assert float(loss(x)[0]) < 0.5 * first
+
+
+def test_sliced_wasserstein_is_zero_at_the_painting_and_falls_under_adam(vgg_weights, pair):
+    content, style = pair
+    fixed = SlicedWassersteinLoss(["relu1_1", "relu3_1"], fresh=False)
+    Objective(vgg_weights, swd=fixed).set_targets(None, [style])
+    term = SlicedWassersteinLoss(["relu1_1", "relu3_1"])   # fresh directions each step, as in training
+    loss = Objective(vgg_weights, swd=term)
+    loss.set_targets(None, [style])
+    measure = Objective(loss.vgg, {"swd": fixed})
+    with torch.no_grad():
+        assert float(measure(style)[0]) < 1e-8 < float(measure(content)[0])
+        first = float(measure(content)[0])
+    x = content.clone().requires_grad_(True)
+    opt = torch.optim.Adam([x], lr=0.02)
+    for _ in range(15):
+        opt.zero_grad()
+        loss(x)[0].backward()
+        opt.step()
+    with torch.no_grad():
+        assert float(measure(x)[0]) < 0.5 * first
+
+
+def test_sliced_wasserstein_sees_what_grams_and_channel_histograms_miss():
+    """Two colours half and half against their blend everywhere: the same Gram (second moment),
+    different distributions. Two channels that rise together against two that do not: the
+    same histogram in each channel, different joint distributions."""
+    two = torch.tensor([0.0, 2.0]).repeat(32).view(1, 1, 8, 8)
+    blend = torch.full((1, 1, 8, 8), 2.0 ** 0.5)
+    together = torch.linspace(0, 1, 64).view(1, 1, 8, 8).repeat(1, 2, 1, 1)
+    apart = torch.stack([together[0, 0], together[0, 1].flip(0).flip(1)])[None]
+    for painting, output in ((two, blend), (together, apart)):
+        style, hist = StyleLoss(["f"], relative=True), HistogramLoss(["f"])
+        swd = SlicedWassersteinLoss(["f"], fresh=False)
+        for term in (style, hist, swd):
+            term.set_target([{"f": painting}])
+        same = {"f": output}
+        assert float(swd(same)) > 0.01
+        assert float(style(same)) < 1e-6 if painting is two else float(hist(same)) < 1e-6
+
+
+def test_sliced_wasserstein_blends_paintings_as_a_barycentre(vgg_weights, pair):
+    content, style = pair
+    one, both = SlicedWassersteinLoss(["relu2_1"], fresh=False), SlicedWassersteinLoss(["relu2_1"], fresh=False)
+    Objective(vgg_weights, swd=one).set_targets(None, [style])
+    Objective(vgg_weights, swd=both).set_targets(None, [content, style], [0, 1])
+    with torch.no_grad():
+        a, b = Objective(vgg_weights, swd=one)(content)[0], Objective(vgg_weights, swd=both)(content)[0]
+    assert torch.allclose(a, b, rtol=1e-5)
 
 
 def test_tv_prefers_smooth_images():

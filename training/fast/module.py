@@ -26,8 +26,8 @@ import torchvision
 
 from impasto import images
 from impasto.errors import ImpastoError
-from impasto.models.losses import (JOHNSON_CONTENT, JOHNSON_STYLE, ContentLoss, HistogramLoss, MRFLoss,
-                                   StyleLoss, TVLoss)
+from impasto.models.losses import (GATYS_STYLE, JOHNSON_CONTENT, JOHNSON_STYLE, ContentLoss, HistogramLoss,
+                                   MRFLoss, SlicedWassersteinLoss, StyleLoss, TVLoss)
 from impasto.models.objective import Objective
 from impasto.models.tensors import to_tensor
 from impasto.models.transformer import ARCHITECTURES, TransformerNet
@@ -53,7 +53,8 @@ def build_perceptual_loss(vgg_weights: Optional[str], content_weight: float, sty
                           style_layer_weights: Optional[Sequence[float]] = None,
                           histogram_layers: Sequence[str] = ("relu1_2", "relu4_3"),
                           style_relative: bool = False, mrf_weight: float = 0.0,
-                          mrf_layers: Sequence[str] = MRF_LAYERS) -> Objective:
+                          mrf_layers: Sequence[str] = MRF_LAYERS, swd_weight: float = 0.0,
+                          swd_layers: Sequence[str] = GATYS_STYLE) -> Objective:
     """The fast path's objective: Johnson's layers, each optional term only when its weight is positive."""
     weights = load_vgg_weights(vgg_weights)
     return Objective(
@@ -63,6 +64,7 @@ def build_perceptual_loss(vgg_weights: Optional[str], content_weight: float, sty
                         relative=style_relative) if style_weight > 0 else None,
         tv=TVLoss(tv_weight) if tv_weight > 0 else None,
         histogram=HistogramLoss(histogram_layers, weight=histogram_weight) if histogram_weight > 0 else None,
+        swd=SlicedWassersteinLoss(swd_layers, weight=swd_weight) if swd_weight > 0 else None,
         # Style patches every 2nd position: a quarter of the matching cost of every position.
         mrf=MRFLoss(mrf_layers, weight=mrf_weight, stride=2) if mrf_weight > 0 else None)
 
@@ -116,6 +118,9 @@ class FastStyleModule(pl.LightningModule):
         mrf_weight, mrf_layers: Li & Wand's MRF patch loss (each 3x3 patch of the output's features
             pulled toward its nearest patch of the painting's), for motifs a Gram does not place;
             0: off. Not ramped.
+        swd_weight, swd_layers: Heitz et al.'s sliced Wasserstein loss (each layer's feature
+            distribution, not only its Gram, pulled toward the painting's); 0: off. Ramped with the
+            style weight.
         content_weight, style_weight, tv_weight, histogram_weight: loss weights. The defaults were
             chosen by a sweep with the HED VGG16 weights (see docs/training.md).
         content_layers, style_layers, style_layer_weights: VGG layers (Johnson's by default).
@@ -154,7 +159,8 @@ class FastStyleModule(pl.LightningModule):
     def __init__(self, style_image: Optional[str] = None, style_name: Optional[str] = None, arch: str = "slim",
                  style_size: Optional[int] = 256, content_weight: float = 1.0, style_weight: float = 1.5,
                  tv_weight: float = 0.0, histogram_weight: float = 0.0, mrf_weight: float = 0.0,
-                 mrf_layers: Sequence[str] = MRF_LAYERS,
+                 mrf_layers: Sequence[str] = MRF_LAYERS, swd_weight: float = 0.0,
+                 swd_layers: Sequence[str] = GATYS_STYLE,
                  content_layers: Sequence[str] = JOHNSON_CONTENT, style_layers: Sequence[str] = JOHNSON_STYLE,
                  style_layer_weights: Optional[Sequence[float]] = None, vgg_weights: Optional[str] = None,
                  lr: float = 1e-3, channels_last: bool = True, bf16_gram: bool = True, grid_size: int = 4,
@@ -208,7 +214,9 @@ class FastStyleModule(pl.LightningModule):
                                          hp.histogram_weight, hp.content_layers, hp.style_layers,
                                          hp.style_layer_weights, style_relative=hp.get("style_relative", False),
                                          mrf_weight=hp.get("mrf_weight", 0.0),
-                                         mrf_layers=hp.get("mrf_layers", MRF_LAYERS))
+                                         mrf_layers=hp.get("mrf_layers", MRF_LAYERS),
+                                         swd_weight=hp.get("swd_weight", 0.0),
+                                         swd_layers=hp.get("swd_layers", GATYS_STYLE))
             if hp.channels_last:
                 loss = loss.to(memory_format=torch.channels_last)
             if loss.term("style") is not None:   # checkpoints from before the option: on
@@ -241,9 +249,11 @@ class FastStyleModule(pl.LightningModule):
         """(total, terms, stylised batch): the shared objective on the network's output, with each
         photo of the batch as its own content target."""
         y = self(x)
-        style = self.loss_fn.term("style")
+        style, swd = self.loss_fn.term("style"), self.loss_fn.term("swd")
         if style is not None:
             style.weight = self.style_weight_now()
+        if swd is not None:
+            swd.weight = self.hparams.swd_weight * self.style_ramp()
         total, terms = self.loss_fn(y, content=self._fmt(x))
         if self.hparams.get("pixel_weight", 0.0) > 0:   # the base network: give the photo back
             terms["pixel"] = self.hparams.pixel_weight * F.mse_loss(y.float(), x.float())
@@ -359,7 +369,7 @@ class FastStyleModule(pl.LightningModule):
             "val_loss_terms": dict(self._val_terms),
             "loss_weights": {"content": hp.content_weight, "style": hp.style_weight, "tv": hp.tv_weight,
                              "histogram": hp.get("histogram_weight", 0.0), "mrf": hp.get("mrf_weight", 0.0),
-                             "temporal": hp.get("temporal_weight", 0.0)},
+                             "swd": hp.get("swd_weight", 0.0), "temporal": hp.get("temporal_weight", 0.0)},
             "device": device_name(self.device),
             "vgg": self.loss_fn.weights_source.source if self.loss_fn is not None else hp.vgg_weights,
             "wall_time_s": round(self.wall_time_s(), 1),

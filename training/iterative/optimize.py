@@ -21,8 +21,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgres
 from impasto import color, images
 from impasto.errors import ImpastoError
 from impasto.hardware import auto_precision
-from impasto.models.losses import (GATYS_CONTENT, GATYS_STYLE, ContentLoss, HistogramLoss, MRFLoss, StyleLoss,
-                                   TVLoss)
+from impasto.models.losses import (GATYS_CONTENT, GATYS_STYLE, ContentLoss, HistogramLoss, MRFLoss,
+                                   SlicedWassersteinLoss, StyleLoss, TVLoss)
 from impasto.models.objective import Objective
 from impasto.models.tensors import to_array, to_tensor
 from impasto.models.weights import load_vgg_weights
@@ -63,6 +63,7 @@ class OptimizeConfig:
     tv_weight: Optional[float] = None       # default: 1 (loss_scale mean), 2e-6 (paper: a sum)
     histogram_weight: float = 0.0
     mrf_weight: float = 0.0
+    swd_weight: float = 0.0                 # sliced Wasserstein term, on the style layers
     content_layers: Sequence[str] = GATYS_CONTENT
     style_layers: Sequence[str] = GATYS_STYLE
     style_layer_weights: Optional[Sequence[float]] = None
@@ -94,7 +95,8 @@ class OptimizeConfig:
             self.tv_weight = DEFAULT_TV_WEIGHT[self.loss_scale]
         if self.iterations < 0 or self.size < 16:
             raise ImpastoError("iterations must be >= 0 and size >= 16 pixels")
-        for name in ("content_weight", "style_weight", "tv_weight", "histogram_weight", "mrf_weight"):
+        for name in ("content_weight", "style_weight", "tv_weight", "histogram_weight", "mrf_weight",
+                     "swd_weight"):
             if getattr(self, name) < 0:
                 raise ImpastoError(f"{name.replace('_', '-')} must not be negative")
 
@@ -133,6 +135,9 @@ def build_objective(config: OptimizeConfig, weights=None) -> Objective:
         histogram=HistogramLoss(c.histogram_layers, c.histogram_weight, reduction="paper" if paper else "mean")
         if c.histogram_weight > 0 else None,
         mrf=MRFLoss(c.mrf_layers, c.mrf_weight) if c.mrf_weight > 0 else None,
+        # fixed directions: L-BFGS's line search needs the same function at every call
+        swd=SlicedWassersteinLoss(c.style_layers, c.swd_weight, fresh=False, seed=c.seed)
+        if c.swd_weight > 0 else None,
         pooling=c.pooling,
     )
 

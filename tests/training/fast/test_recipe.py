@@ -117,6 +117,21 @@ def test_the_mrf_term_pulls_the_networks_patches_toward_the_paintings(data, weig
     assert seen[-1] < 0.8 * seen[0], seen
 
 
+def test_the_sliced_wasserstein_term_is_trained_ramped_and_on_the_card(data, weights_path):
+    """swd_weight adds the sliced Wasserstein term beside the Grams, ramped with the style weight
+    (a quarter of it at the ramp's first quarter) and written on the card."""
+    from impasto.training.fast.module import FastStyleModule
+    m = FastStyleModule(style_image=str(data / "style" / "candy.jpg"), arch="slim", style_size=64,
+                        style_weight=10.0, swd_weight=4.0, style_ramp_steps=4, vgg_weights=weights_path,
+                        channels_last=False)
+    loss = m.prepare_loss(torch.device("cpu"))
+    assert loss.terms["swd"].features["relu5_1"][0].shape[0] == 512 and m.meta()["loss_weights"]["swd"] == 4.0
+    m.train()
+    x = torch.rand(1, 3, 32, 32)
+    _, terms, _ = m.compute_loss(x)
+    assert loss.terms["swd"].weight == pytest.approx(1.0) and terms["swd"] > 0
+
+
 def test_gpu_script_plans_from_the_configs(tmp_path, pack):
     import yaml
     from impasto.training.fast.gpu import pack_overrides, slim_checkpoint, style_configs
