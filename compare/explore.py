@@ -138,12 +138,21 @@ def label(name: str, value) -> str:
     return f"{'style/content' if name == 'ratio' else name.replace('_weight', '')} = {value}"
 
 
+# Each loss term's letter in the captions, and its name in the legend.
+TERM_LETTERS = {"content": ("c", "content"), "style": ("s", "style"), "tv": ("t", "TV"),
+                "histogram": ("h", "histogram"), "mrf": ("m", "MRF"), "swd": ("w", "sliced Wasserstein")}
+
+
+def _legend(terms: Sequence[str]) -> str:
+    return ", ".join(" ".join(TERM_LETTERS.get(k, (k, k))) for k in terms if k in TERM_LETTERS)
+
+
 def _caption(seconds: float, terms: dict) -> str:
     if seconds < 1:
         parts = [f"{seconds * 1000:.0f} ms"]
     else:
         parts = [f"{seconds:.0f} s" if seconds >= 10 else f"{seconds:.1f} s"]
-    parts += [f"{k[0] if k != 'histogram' else 'h'} {v:.2g}" for k, v in terms.items()
+    parts += [f"{TERM_LETTERS.get(k, (k,))[0]} {v:.2g}" for k, v in terms.items()
               if k not in ("seconds", "scale", "total", "best")]
     return ", ".join(parts)
 
@@ -159,8 +168,12 @@ def _figure(cells: list[list[Optional[np.ndarray]]], row_labels: Sequence[str], 
         # TV or a histogram weight changes, vanishes when a cell is shrunk.
         width = max((im.shape[1] for im in shown), default=220)
         thumb = min(max(width / 100, 2.2), 4.0)
-    fig, axes = plt.subplots(nr, nc, figsize=(thumb * nc + 0.9, (thumb * aspect + 0.75) * nr + 0.6), squeeze=False,
-                             dpi=100)
+    width_in = thumb * nc + 0.9
+    wrapped = textwrap.fill(title, max(40, int(width_in * 13)))
+    lines = wrapped.count("\n") + 1
+    # each title line gets its own height, so a long title does not squeeze the cells together
+    height_in = (thumb * aspect + 0.75) * nr + 0.42 + 0.18 * lines
+    fig, axes = plt.subplots(nr, nc, figsize=(width_in, height_in), squeeze=False, dpi=100)
     for r in range(nr):
         for c in range(nc):
             ax = axes[r][c]
@@ -177,11 +190,8 @@ def _figure(cells: list[list[Optional[np.ndarray]]], row_labels: Sequence[str], 
                 ax.set_title(col_labels[c], fontsize=9, fontweight="bold")
             if c == 0:
                 ax.set_ylabel(row_labels[r], fontsize=9, fontweight="bold")
-    width_in = fig.get_size_inches()[0]
-    wrapped = textwrap.fill(title, max(40, int(width_in * 13)))
-    lines = wrapped.count("\n") + 1
     fig.suptitle(wrapped, fontsize=8.5)
-    top = 1 - (0.18 * lines + 0.1) / fig.get_size_inches()[1]
+    top = 1 - (0.18 * lines + 0.1) / height_in
     fig.tight_layout(rect=(0, 0, 1, top), pad=0.4)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
@@ -229,8 +239,9 @@ def explore(content: str | os.PathLike, style: str | os.PathLike, output: str | 
             record[-1].append({"row": rv, "col": cv, "seconds": secs, "iterations": res.iterations,
                                "terms": {k: v for k, v in last.items() if k not in ("seconds", "scale", "best")},
                                "image": f"{cell_dir.name}/r{i}_c{j}.png"})
+    shown = dict.fromkeys(k for row in record for cell in row for k in cell["terms"])
     title = (f"{Path(content).name} in the style of {Path(style).name}: {base.iterations} L-BFGS iterations at "
-             f"{base.size} px; caption: time, weighted loss terms (c content, s style, t TV)")
+             f"{base.size} px; caption: time, weighted loss terms ({_legend(shown)})")
     _figure(grid, [label(rname, v) for v in rvals], [label(cname, v) for v in cvals], caps, title, output)
     data = {"rows": {"option": rname, "values": rvals}, "cols": {"option": cname, "values": cvals},
             "base": _config_dict(base), "cells": record, "figure": output.name}

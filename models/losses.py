@@ -318,12 +318,13 @@ class SlicedWassersteinLoss(nn.Module):
             x = fp32(feats[n])
             b, c, h, w = x.shape
             dirs = (self._directions(c) if self.fresh else self.fixed[n]).to(x.device)
-            projected = torch.einsum("dc,bcn->bdn", dirs, x.reshape(b, c, h * w))
-            target = self.cache.get((n, h * w)) if not self.fresh else None
-            if target is None:
-                target = self._target(n, dirs, h * w)
-                if not self.fresh:
-                    self.cache[(n, h * w)] = target
+            with torch.autocast(x.device.type, enabled=False):   # bf16 would blur near-equal ranks
+                projected = torch.einsum("dc,bcn->bdn", dirs, x.reshape(b, c, h * w))
+                target = self.cache.get((n, h * w)) if not self.fresh else None
+                if target is None:
+                    target = self._target(n, dirs, h * w)
+                    if not self.fresh:
+                        self.cache[(n, h * w)] = target
             with torch.no_grad():   # each value's target: the painting's value at its rank
                 ranked = torch.empty_like(projected).scatter_(2, projected.argsort(dim=2), target.expand(b, -1, -1))
             # the same value and gradient as the error of the sorted values, without sort's backward

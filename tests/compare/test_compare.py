@@ -187,6 +187,19 @@ def test_explore_grid_has_one_cell_per_combination(data, tmp_path, weights_path)
     assert w > h  # 3 columns, 2 rows
 
 
+def test_explore_sweeps_the_sliced_wasserstein_weight_and_names_its_term(data, tmp_path, weights_path):
+    from impasto.compare.explore import _caption
+    out = tmp_path / "swd.png"
+    rc = main(["explore", "--content", str(data / "content" / "tubingen.jpg"),
+               "--style", str(data / "style" / "candy.jpg"), "-o", str(out), "--size", "40",
+               "--iterations", "1", "--rows", "ratio=1e-4", "--cols", "swd=0,10",
+               "--precision", "fp32", "--quiet"])
+    cells = json.loads((tmp_path / "swd_cells" / "cells.json").read_text())
+    assert rc == 0 and cells["cols"]["option"] == "swd_weight"
+    assert "swd" not in cells["cells"][0][0]["terms"] and cells["cells"][0][1]["terms"]["swd"] > 0
+    assert _caption(12.0, {"style": 1.0, "swd": 2.0, "total": 3.0}) == "12 s, s 1, w 2"
+
+
 def test_algorithm_figure_with_fast_column(tiny_models, data, tmp_path, weights_path):
     folder, _, _ = tiny_models
     out = tmp_path / "methods.png"
