@@ -52,7 +52,8 @@ MRF_WEIGHT = 1.0                         # MRF column (Gram style loss off)
 MAX_CELLS = 49
 
 ALIASES = {"ratio": "ratio", "style_content_ratio": "ratio", "tv": "tv_weight", "histogram": "histogram_weight",
-           "hist": "histogram_weight", "mrf": "mrf_weight", "swd": "swd_weight", "style": "style_weight", "content": "content_weight"}
+           "hist": "histogram_weight", "mrf": "mrf_weight", "swd": "swd_weight", "style": "style_weight",
+           "content": "content_weight"}
 NOT_SWEEPABLE = {"snapshot_dir", "snapshot_every", "vgg_weights", "vgg_arch", "scales", "size"}
 
 
