@@ -145,7 +145,7 @@ TERM_LETTERS = {"content": ("c", "content"), "style": ("s", "style"), "tv": ("t"
 
 
 def _legend(terms: Sequence[str]) -> str:
-    return ", ".join(" ".join(TERM_LETTERS.get(k, (k, k))) for k in terms if k in TERM_LETTERS)
+    return ", ".join(" ".join(TERM_LETTERS[k]) for k in terms if k in TERM_LETTERS)
 
 
 def _caption(seconds: float, terms: dict) -> str:

@@ -174,6 +174,15 @@ def _resample_sorted(sorted_vals: torch.Tensor, n: int) -> torch.Tensor:
     return F.interpolate(sorted_vals[None], size=n, mode="linear", align_corners=True)[0]
 
 
+@torch.no_grad()
+def remap_by_rank(values: torch.Tensor, sorted_target: torch.Tensor) -> torch.Tensor:
+    """(B, C, N) values, (C, N) sorted target -> (B, C, N): each value replaced by the target's
+    value at its rank. The MSE to it has the value and gradient of the sorted values' error,
+    without sort's backward."""
+    order = values.argsort(dim=2)
+    return torch.empty_like(values).scatter_(2, order, sorted_target.expand(values.shape[0], -1, -1))
+
+
 class HistogramLoss(nn.Module):
     """Risser et al. 2017: remap each channel's activations to the style's histogram, then MSE.
 
@@ -208,11 +217,7 @@ class HistogramLoss(nn.Module):
             x = fp32(feats[n])
             b, c, h, w = x.shape
             flat = x.reshape(b, c, h * w)
-            with torch.no_grad():
-                order = flat.argsort(dim=2)
-                target_sorted = _resample_sorted(self.targets[n], h * w).expand(b, -1, -1)
-                remapped = torch.empty_like(flat).scatter_(2, order, target_sorted)
-            mse = F.mse_loss(flat, remapped)
+            mse = F.mse_loss(flat, remap_by_rank(flat, _resample_sorted(self.targets[n], h * w)))
             total = total + (mse / (2 * c) if self.reduction == "paper" else mse)
         return self.weight * total
 
@@ -325,8 +330,5 @@ class SlicedWassersteinLoss(nn.Module):
                     target = self._target(n, dirs, h * w)
                     if not self.fresh:
                         self.cache[(n, h * w)] = target
-            with torch.no_grad():   # each value's target: the painting's value at its rank
-                ranked = torch.empty_like(projected).scatter_(2, projected.argsort(dim=2), target.expand(b, -1, -1))
-            # the same value and gradient as the error of the sorted values, without sort's backward
-            total = total + self.scales[n] * F.mse_loss(projected, ranked)
+            total = total + self.scales[n] * F.mse_loss(projected, remap_by_rank(projected, target))
         return self.weight * total

@@ -169,14 +169,18 @@ def test_metrics_ssim_and_colour_distance():
         ssim(a, a[:20])
 
 
+def explore_tiny(data, out, style: str, rows: str, cols: str):
+    """`impasto explore` at 40 px, one iteration per cell: (exit code, the cells' JSON)."""
+    rc = main(["explore", "--content", str(data / "content" / "tubingen.jpg"),
+               "--style", str(data / "style" / style), "-o", str(out), "--size", "40",
+               "--iterations", "1", "--rows", rows, "--cols", cols, "--precision", "fp32", "--quiet"])
+    return rc, json.loads((out.parent / f"{out.stem}_cells" / "cells.json").read_text())
+
+
 def test_explore_grid_has_one_cell_per_combination(data, tmp_path, weights_path):
     out = tmp_path / "grid.png"
-    rc = main(["explore", "--content", str(data / "content" / "tubingen.jpg"),
-               "--style", str(data / "style" / "starry_night.jpg"), "-o", str(out), "--size", "40",
-               "--iterations", "1", "--rows", "ratio=1e-4,1e-3", "--cols", "tv_weight=0,10,100",
-               "--precision", "fp32", "--quiet"])
+    rc, cells = explore_tiny(data, out, "starry_night.jpg", "ratio=1e-4,1e-3", "tv_weight=0,10,100")
     assert rc == 0 and out.is_file()
-    cells = json.loads((tmp_path / "grid_cells" / "cells.json").read_text())
     assert cells["rows"] == {"option": "ratio", "values": [1e-4, 1e-3]}
     assert cells["cols"]["option"] == "tv_weight"
     assert [len(r) for r in cells["cells"]] == [3, 3]
@@ -189,12 +193,7 @@ def test_explore_grid_has_one_cell_per_combination(data, tmp_path, weights_path)
 
 def test_explore_sweeps_the_sliced_wasserstein_weight_and_names_its_term(data, tmp_path, weights_path):
     from impasto.compare.explore import _caption
-    out = tmp_path / "swd.png"
-    rc = main(["explore", "--content", str(data / "content" / "tubingen.jpg"),
-               "--style", str(data / "style" / "candy.jpg"), "-o", str(out), "--size", "40",
-               "--iterations", "1", "--rows", "ratio=1e-4", "--cols", "swd=0,10",
-               "--precision", "fp32", "--quiet"])
-    cells = json.loads((tmp_path / "swd_cells" / "cells.json").read_text())
+    rc, cells = explore_tiny(data, tmp_path / "swd.png", "candy.jpg", "ratio=1e-4", "swd=0,10")
     assert rc == 0 and cells["cols"]["option"] == "swd_weight"
     assert "swd" not in cells["cells"][0][0]["terms"] and cells["cells"][0][1]["terms"]["swd"] > 0
     assert _caption(12.0, {"style": 1.0, "swd": 2.0, "total": 3.0}) == "12 s, s 1, w 2"
