@@ -146,7 +146,7 @@ class FastStyleModule(pl.LightningModule):
         temporal_weight: weight of the temporal term (`temporal.py`): a photo and a moved copy must
             be painted alike, so video painted frame by frame flickers less. 0: off.
         temporal_motion: the synthetic motion's range, keys of `temporal.Motion` (shift px, zoom,
-            rotate degrees, noise); default: Motion's.
+            rotate degrees, noise, mirror: the chance of a left-right mirror); default: Motion's.
         temporal_lowpass: compare the two paintings over blocks of this many pixels a side
             (1: per pixel); see `temporal.temporal_loss`.
         edge_margin: train as the runtime serves (px, a multiple of 4; 0: off): each photo is

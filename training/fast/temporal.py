@@ -29,6 +29,8 @@ class Motion:
     zoom: float = 0.0           # relative, either way (resamples: see random_motion)
     rotate: float = 0.0         # degrees, either way (resamples)
     noise: float = 0.01         # sensor noise on the moved frame (0..1 scale)
+    mirror: float = 0.0         # chance the moved frame is also mirrored left to right: strokes
+                                # must then follow the photo, not one direction of their own
 
 
 def random_motion(n: int, height: int, width: int, motion: Motion,
@@ -44,8 +46,11 @@ def random_motion(n: int, height: int, width: int, motion: Motion,
     tx = torch.round(uniform(motion.shift)) * 2 / width
     ty = torch.round(uniform(motion.shift)) * 2 / height
     aspect = height / width   # a rotation in pixels, in coordinates scaled differently per axis
-    return torch.stack([torch.stack([cos, -sin * aspect, tx], 1),
-                        torch.stack([sin / aspect, cos, ty], 1)], 1)
+    # A mirror maps pixel centres onto pixel centres: exact, like the whole-pixel shifts. Drawn
+    # only when asked for, so motions without it stay the same for a given generator.
+    x_sign = 1 - 2 * (torch.rand(n, generator=generator) < motion.mirror).float() if motion.mirror else 1
+    return torch.stack([torch.stack([cos * x_sign, -sin * aspect, tx], 1),
+                        torch.stack([sin / aspect * x_sign, cos, ty], 1)], 1)
 
 
 def move(images: torch.Tensor, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -32,6 +32,30 @@ def test_whole_pixel_shifts_are_exact(batch):
         assert inside[i, 0].sum() == (64 - abs(dx)) * (64 - abs(dy))
 
 
+def test_a_mirror_is_exact_and_drawn_at_its_rate(batch):
+    theta = random_motion(4, 64, 64, Motion(shift=0, noise=0, mirror=1), torch.Generator().manual_seed(1))
+    moved, inside = move(batch, theta)
+    assert torch.allclose(moved, batch.flip(-1), atol=1e-5) and bool(inside.all())
+    signs = random_motion(400, 64, 64, Motion(shift=0, mirror=0.25), torch.Generator().manual_seed(2))[:, 0, 0]
+    assert 60 < int((signs < 0).sum()) < 140
+
+
+def test_a_mirror_penalises_strokes_of_one_direction_and_not_strokes_that_follow_the_photo(batch):
+    """A diagonal texture stamped on every painting, whatever the photo, points the same way in
+    the painting of the mirrored photo: the mirror sees it, a network that paints each pixel
+    alone passes."""
+    diagonal = ((torch.arange(64)[:, None] + torch.arange(64)[None]) // 3 % 2).float() * 0.2
+    stamped = lambda x: x + diagonal       # noqa: E731
+    pointwise = lambda x: x ** 2           # noqa: E731
+    mirror = Motion(shift=0, noise=0, mirror=1)
+
+    def term(net):
+        return float(temporal_loss(net, batch, net(batch), mirror, torch.Generator().manual_seed(0)))
+
+    assert term(pointwise) < 1e-10 < 1e-3 < term(stamped)
+    assert float(temporal_loss(stamped, batch, stamped(batch), Motion(shift=0, noise=0))) < 1e-10
+
+
 def test_the_term_is_zero_for_a_network_that_follows_the_motion_and_not_for_ours(batch):
     pointwise = torch.nn.Conv2d(3, 3, 1)        # sees each pixel alone: moves exactly with the photo
     motion = Motion(shift=6, noise=0)
@@ -61,7 +85,7 @@ def test_training_on_the_term_lowers_it(batch):
 
 def test_bad_motion_keys_are_named():
     from impasto.training.fast.module import FastStyleModule
-    with pytest.raises(ImpastoError, match="temporal_motion takes shift, zoom, rotate, noise"):
+    with pytest.raises(ImpastoError, match="temporal_motion takes shift, zoom, rotate, noise, mirror"):
         FastStyleModule(style_weight=0, temporal_motion={"shfit": 3})
 
 
