@@ -2,9 +2,9 @@
 against the shared perceptual objective.
 
 The objective is the iterative path's own `Objective` (the teacher): content on relu2_2,
-Gram style on relu1_2/relu2_2/relu3_3/relu4_3, total variation, optional histogram and MRF
-patch losses. The
-style Gram targets are computed once (`prepare_loss`), never per step. The frozen VGG is kept
+Gram style on relu1_2/relu2_2/relu3_3/relu4_3, total variation, optional histogram, sliced
+Wasserstein and MRF patch losses. The style Gram targets are computed once (`prepare_loss`),
+never per step. The frozen VGG is kept
 out of the module's state dict, so checkpoints hold only the small transformer. The checkpoint
 contract for `impasto export` is in `checkpoint.py`.
 """
