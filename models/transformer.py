@@ -39,6 +39,8 @@ class Architecture:
     #                                for the same weights and arithmetic; default 1 for every block
     input_skip: bool = False  # a 1x1 conv from the photo added to the output's logits (zero at
     #                           the start): copying the photo then costs the body nothing
+    centred: bool = False     # a 2x2 mean before each stride-2 conv, so that it samples the centre
+    #                           of each 2x2 block, not its top-left pixel (see HalfPixelShift)
 
 
 # Real-time on CPU: nothing but one pixel shuffle runs at full resolution (a strided stem,
@@ -62,6 +64,9 @@ ARCHITECTURES = {
     "slim_dilated": replace(_SLIM, dilations=(1, 2, 4, 2, 1)),
     # slim with the photo passed to the output: the body's capacity goes to the painting.
     "slim_skip": replace(_SLIM, input_skip=True),
+    # slim and slim_wide with centred strides: the same weights, without the grid's diagonal.
+    "slim_centred": replace(_SLIM, centred=True),
+    "slim_wide_centred": replace(_SLIM, channels=(32, 64, 128), centred=True),
 }
 
 
@@ -120,10 +125,13 @@ class TransformerNet(nn.Module):
         pad, (s1, s2, s3), sub = spec.padding, spec.strides, spec.subpixel_output
         if s1 * s2 * s3 != 4:
             raise ImpastoError(f"encoder strides {spec.strides} must downsample by 4 in total")
-        self.encoder = nn.Sequential(
+        encoder = [
             _conv(3, c1, k, s1, padding=spec.stem_padding or pad), _norm(c1), nn.ReLU(inplace=True),
             _conv(c1, c2, 3, s2, separable=sub, padding=pad), _norm(c2), nn.ReLU(inplace=True),
-            _conv(c2, c3, 3, s3, separable=sub, padding=pad), _norm(c3), nn.ReLU(inplace=True))
+            _conv(c2, c3, 3, s3, separable=sub, padding=pad), _norm(c3), nn.ReLU(inplace=True)]
+        if spec.centred:
+            _centre_strides(encoder, spec.strides)
+        self.encoder = nn.Sequential(*encoder)
         dilations = tuple(spec.dilations or (1,) * spec.res_blocks)
         if len(dilations) != spec.res_blocks or min(dilations) < 1:
             raise ImpastoError(f"dilations {spec.dilations} must give one positive int per residual block "
@@ -173,6 +181,38 @@ class Blur(nn.Module):
 
     def forward(self, x):
         return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), self.kernel.to(x.dtype), groups=x.shape[1])
+
+
+class HalfPixelShift(nn.Module):
+    """The mean of each 2x2 block, written at its top-left pixel (last row and column replicated).
+
+    A stride-2 conv with an odd kernel samples pixels 0, 2, 4...: the top-left pixel of each 2x2
+    block, half a pixel up and left of the block's centre. Two of them put the encoder's grid
+    1.5 px up and left of the decoder's (whose pixel shuffle and nearest upsample fill each block
+    around its centre): one diagonal that no photo or painting has, and the trained networks laid
+    their strokes along it. After this mean the same conv samples block centres (Zhang 2019's
+    blur-pool with the [1, 1] filter). It has no weights, so a network trained without it keeps
+    every parameter's name and can start from them."""
+
+    def forward(self, x):
+        return F.avg_pool2d(F.pad(x, (0, 1, 0, 1), mode="replicate"), 2, stride=1)
+
+
+def _centre_strides(encoder: list[nn.Module], strides: tuple[int, int, int]) -> None:
+    """Put a HalfPixelShift before each stride-2 conv of the encoder's [conv, norm, ReLU] x 3,
+    inside a weightless module (the stem's padding, the ReLU before), so no parameter is renamed."""
+    if any(s not in (1, 2) for s in strides):
+        raise ImpastoError(f"centred strides need strides of 1 or 2, not {strides}")
+    for i, stride in enumerate(strides):
+        if stride == 1:
+            continue
+        if i == 0:
+            pad = encoder[0][0]
+            if not isinstance(pad, nn.ReflectionPad2d):
+                raise ImpastoError("a centred stride-2 stem needs stem_padding='reflect'")
+            encoder[0][0] = nn.Sequential(HalfPixelShift(), pad)
+        else:
+            encoder[3 * i - 1] = nn.Sequential(encoder[3 * i - 1], HalfPixelShift())
 
 
 def _picture(logits: torch.Tensor, photo: torch.Tensor, skip: Optional[nn.Conv2d]) -> torch.Tensor:

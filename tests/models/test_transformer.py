@@ -1,6 +1,7 @@
 """The single-style architectures: each paints a picture of the photo's own size (odd sides
 included, as the runtime may pass them), slim_wide is slim's layout at twice the width, and
-slim_dilated is slim's weights with a wider view, slim_skip passes the photo to the output."""
+slim_dilated is slim's weights with a wider view, slim_skip passes the photo to the output, and the
+centred variants sample each 2x2 block at its centre."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ import pytest
 import torch
 
 from impasto.errors import ImpastoError
-from impasto.models.transformer import ARCHITECTURES, TransformerNet
+import torch.nn.functional as F
+from torch import nn
+
+from impasto.models.transformer import ARCHITECTURES, HalfPixelShift, TransformerNet
 
 
 @pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
@@ -76,3 +80,51 @@ def test_dilations_must_fit_the_residual_blocks():
 def test_an_unknown_architecture_is_named_in_the_error():
     with pytest.raises(ImpastoError, match="unknown architecture 'huge'.*slim_wide"):
         TransformerNet("huge")
+
+
+def test_a_half_pixel_shift_makes_a_stride_2_conv_sample_block_centres():
+    columns = torch.arange(8.0).expand(1, 1, 4, 8)           # each pixel holds its column
+    sampled = HalfPixelShift()(columns)[..., ::2]             # what a stride-2 conv centres on
+    assert torch.equal(sampled[0, 0, 0], torch.tensor([0.5, 2.5, 4.5, 6.5]))
+
+
+def _symmetric(arch: str) -> TransformerNet:
+    """The network with every kernel mirror-symmetric and each sub-pixel conv's four outputs
+    equal (a nearest upsample): nothing in its weights prefers a side, only its grid can."""
+    torch.manual_seed(0)
+    net = TransformerNet(arch).eval()
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, nn.Conv2d):
+                m.weight.copy_((m.weight + m.weight.flip(-1) + m.weight.flip(-2) + m.weight.flip(-1, -2)) / 4)
+        for conv in (net.decoder[0][-1], net.decoder[5][-1]):   # the two convs before a pixel shuffle
+            c = conv.out_channels // 4
+            w = conv.weight.view(c, 4, -1).mean(1, keepdim=True).expand(c, 4, -1)
+            conv.weight.copy_(w.reshape(conv.weight.shape))
+            conv.bias.copy_(conv.bias.view(c, 4).mean(1, keepdim=True).expand(c, 4).reshape(-1))
+    return net
+
+
+@pytest.mark.parametrize("arch", ["slim", "slim_wide"])
+def test_centred_strides_take_the_diagonal_out_of_the_grid(arch):
+    """With symmetric weights, the painting of a mirrored photo should be the mirrored painting.
+    slim's strided convs sample the top-left pixel of each block, so its painting moves 1.5 px
+    the other way when the photo is mirrored; the centred variant has the same weights' names
+    and starts from them, and agrees with its mirror (but for the image-wide norms' edges)."""
+    plain, centred = _symmetric(arch), TransformerNet(f"{arch}_centred").eval()
+    centred.load_state_dict(plain.state_dict())
+    torch.manual_seed(1)
+    x = F.interpolate(torch.rand(1, 3, 16, 24), size=(128, 192), mode="bicubic").clamp(0, 1)
+    inner = (..., slice(16, -16), slice(16, -16))
+    with torch.no_grad():
+        disagreement = {name: float((net(x) - net(x.flip(-1)).flip(-1))[inner].abs().mean())
+                        for name, net in (("plain", plain), ("centred", centred))}
+        detail = float((plain(x) - plain(x).mean())[inner].abs().mean())
+    assert disagreement["plain"] > 0.2 * detail
+    assert disagreement["centred"] < 0.2 * disagreement["plain"]
+
+
+def test_a_centred_stride_2_stem_must_reflect():
+    from dataclasses import replace
+    with pytest.raises(ImpastoError, match="stem_padding='reflect'"):
+        TransformerNet(replace(ARCHITECTURES["slim"], centred=True, stem_padding="zeros"))
