@@ -155,6 +155,10 @@ class FastStyleModule(pl.LightningModule):
             inside the slim networks lets them find their edges, and under a high style weight they
             learn to paint a band of colour there that the Gram loss rewards; with the margin the
             loss never sees the band. Export stores it as the model's edge margin.
+        mirror_objective: on every other step, score the mirrored output and photo against the
+            mirrored painting. A VGG whose filters came in exact mirror pairs would give the same
+            loss; the HED VGG16 does not, and networks trained on it lay their strokes along the
+            one diagonal its Grams favour (docs/training.md). Gram style term only.
     """
 
     def __init__(self, style_image: Optional[str] = None, style_name: Optional[str] = None, arch: str = "slim",
@@ -168,9 +172,13 @@ class FastStyleModule(pl.LightningModule):
                  init_from: Optional[str] = None, style_ramp_steps: int = 0, pixel_weight: float = 0.0,
                  style_relative: bool = False, temporal_weight: float = 0.0,
                  temporal_motion: Optional[dict] = None, temporal_lowpass: int = 1,
-                 lr_decay: Optional[Sequence[int]] = None, edge_margin: int = 0):
+                 lr_decay: Optional[Sequence[int]] = None, edge_margin: int = 0,
+                 mirror_objective: bool = False):
         super().__init__()
         check_lr_decay(lr_decay)
+        if mirror_objective and (histogram_weight or mrf_weight or swd_weight):
+            raise ImpastoError("mirror_objective mirrors the Gram style targets only; "
+                               "turn off histogram_weight, mrf_weight and swd_weight")
         check_edge_margin(edge_margin)
         if temporal_lowpass < 1:
             raise ImpastoError(f"temporal_lowpass is a block size in pixels (1 = per pixel); got {temporal_lowpass}")
@@ -227,7 +235,11 @@ class FastStyleModule(pl.LightningModule):
         if hp.style_image:
             style = load_style_image(hp.style_image, hp.style_size).to(device)
             with torch.autocast(device.type, enabled=False):
+                if hp.get("mirror_objective", False) and loss.term("style") is not None:
+                    loss.set_targets(styles=[self._fmt(style.flip(-1))])
+                    self._mirrored_targets = _targets_of(loss.term("style"))
                 loss.set_targets(styles=[self._fmt(style)])
+            self._plain_targets = _targets_of(loss.term("style")) if loss.term("style") is not None else None
         return loss
 
     def style_weight_now(self) -> float:
@@ -255,7 +267,14 @@ class FastStyleModule(pl.LightningModule):
             style.weight = self.style_weight_now()
         if swd is not None:
             swd.weight = self.hparams.swd_weight * self.style_ramp()
-        total, terms = self.loss_fn(y, content=self._fmt(x))
+        if self.training and self.hparams.get("mirror_objective", False) and self.global_step % 2:
+            # Every other step the loss sees the mirrored painting, photo and output: a VGG
+            # whose filters are mirror pairs would score them alike; ours does not.
+            _set_targets(style, self._mirrored_targets)
+            total, terms = self.loss_fn(y.flip(-1), content=self._fmt(x.flip(-1)))
+            _set_targets(style, self._plain_targets)
+        else:
+            total, terms = self.loss_fn(y, content=self._fmt(x))
         if self.hparams.get("pixel_weight", 0.0) > 0:   # the base network: give the photo back
             terms["pixel"] = self.hparams.pixel_weight * F.mse_loss(y.float(), x.float())
             total = total + terms["pixel"]
@@ -396,3 +415,10 @@ class FastStyleModule(pl.LightningModule):
         self._val_terms = dict(meta.get("val_loss_terms", {}))
         self._recent = deque(checkpoint.get("impasto_recent_terms", []), maxlen=self._recent.maxlen)
 
+
+def _targets_of(style) -> tuple[dict, dict]:
+    return dict(style.targets), dict(style.scales)
+
+
+def _set_targets(style, targets: tuple[dict, dict]) -> None:
+    style.targets, style.scales = dict(targets[0]), dict(targets[1])

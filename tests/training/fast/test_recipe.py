@@ -277,3 +277,38 @@ def test_gpu_command_trains_base_style_and_multi_style_end_to_end(data, tmp_path
     assert model["temporal_lowpass"] == 2 and model["style_layers"] == video["model"]["style_layers"]
     assert Path(model["init_from"]) == out / "candy" / "checkpoints" / "last.ckpt"   # from its photo network
     assert model["style_ramp_steps"] == 0 and model["arch"] == arch
+
+
+def test_the_mirror_objective_scores_every_other_step_in_the_mirror(data, weights_path, tmp_path, monkeypatch):
+    """mirror_objective: on odd steps the loss is the objective of the mirrored output and photo
+    against the mirrored painting (what a VGG with mirror-pair filters would give anyway). Ours
+    scores a painting and its mirror differently, so the two steps differ; even steps and
+    validation are the plain objective."""
+    from PIL import Image, ImageOps
+    from impasto.training.fast.module import FastStyleModule
+    small = Image.open(data / "style" / "starry_night.jpg").convert("RGB")
+    small.thumbnail((64, 64))           # at style_size already: no resize to break the mirror
+    painting = tmp_path / "painting.png"
+    small.save(painting)
+    ImageOps.mirror(small).save(tmp_path / "mirrored.png")
+    kw = dict(arch="slim", style_size=64, style_weight=1000.0, style_relative=True, vgg_weights=weights_path,
+              channels_last=False, style_layers=["relu1_1", "relu2_1", "relu3_1", "relu4_1"])
+    m = FastStyleModule(style_image=str(painting), mirror_objective=True, **kw)
+    mirrored = FastStyleModule(style_image=str(tmp_path / "mirrored.png"), **kw)
+    mirrored.net.load_state_dict(m.net.state_dict())
+    m.prepare_loss(torch.device("cpu"))
+    mirrored.prepare_loss(torch.device("cpu"))
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 48, 64)
+    m.train()
+    with torch.no_grad():
+        even, _, y = m.compute_loss(x)
+        monkeypatch.setattr(FastStyleModule, "global_step", property(lambda self: 1))
+        odd, _, _ = m.compute_loss(x)
+        expected, _ = mirrored.loss_fn(y.flip(-1), content=x.flip(-1))
+        again, _, _ = m.eval().compute_loss(x)          # validation: the plain objective
+    assert odd.item() == pytest.approx(expected.item(), rel=1e-4)
+    assert abs(odd.item() - even.item()) > 1e-3 * even.item()   # 0.3% for this untrained network
+    assert again.item() == pytest.approx(even.item(), rel=1e-5)
+    with pytest.raises(ImpastoError, match="mirror_objective"):
+        FastStyleModule(style_image=str(painting), mirror_objective=True, mrf_weight=1.0, **kw)
