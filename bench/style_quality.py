@@ -12,6 +12,10 @@ a multi-style network is measured style by style (one-hot weights), as "zoo8/can
   no closer to the painting than the photo was; a colour grade scores low because the deep
   layers (strokes, shapes) do not move.
 - content: relative relu4_2 feature error ||F(output) - F(photo)|| / ||F(photo)||.
+- with --mirrored, the style figure also in the mirror: the photo, its painting and the
+  painting it is held to, all mirrored left to right. A VGG whose filters came in mirror pairs
+  would give the same figure; the HED VGG16 does not, and a network that leans on the diagonal
+  its Grams favour scores lower in the mirror (docs/training.md, the one-diagonal grain).
 
 Photos default to ../shared/data/content, which no bundled network was trained on.
 """
@@ -57,6 +61,13 @@ class StyleQuality:
         return float(np.mean([float((grams[n] - self.targets[n]).norm() / self.targets[n].norm())
                               for n in GATYS_STYLE]))
 
+    def mirrored(self, style: np.ndarray) -> "StyleQuality":
+        """The same measure held to the mirrored painting (score it on mirrored arrays)."""
+        twin = object.__new__(StyleQuality)
+        twin.vgg = self.vgg
+        twin.targets = twin._grams(_mirror(style))
+        return twin
+
     def score(self, photo: np.ndarray, output: np.ndarray) -> dict[str, float]:
         p, o = self._grams(photo), self._grams(output)
         f = p[CONTENT_LAYER]
@@ -64,8 +75,12 @@ class StyleQuality:
                 "content_error": float((o[CONTENT_LAYER] - f).norm() / f.norm())}
 
 
+def _mirror(image: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(image[:, ::-1])
+
+
 def evaluate(onnx_files: list[Path], photos: list[Path], size: int, weights_file: str | None = None,
-             style_side: int = STYLE_SIDE) -> dict:
+             style_side: int = STYLE_SIDE, mirrored: bool = False) -> dict:
     from impasto.serve.runtime import OrtEngine
     from impasto.serve.stylize import stylize_array
     from impasto.models.zoo.card import read_card
@@ -74,15 +89,25 @@ def evaluate(onnx_files: list[Path], photos: list[Path], size: int, weights_file
     for f in onnx_files:
         engine = OrtEngine(f)
         for name, style_path, weights in _styles_of(f, read_card(f), engine.styles):
-            q = StyleQuality(images.load(str(style_path), max_side=style_side), weights_file)
-            rows = [{"photo": p.name, **q.score(photo, stylize_array(engine, photo, style_weights=weights))}
-                    for p, photo in loaded]
+            style = images.load(str(style_path), max_side=style_side)
+            q = StyleQuality(style, weights_file)
+            twin = q.mirrored(style) if mirrored else None
+            rows = []
+            for p, photo in loaded:
+                out = stylize_array(engine, photo, style_weights=weights)
+                rows.append({"photo": p.name, **q.score(photo, out)})
+                if twin:
+                    rows[-1]["style_reduction_mirrored"] = twin.score(_mirror(photo), _mirror(out))["style_reduction"]
             results[name] = {
                 "painting": style_path.name,
                 "style_reduction": statistics.mean(r["style_reduction"] for r in rows),
                 "content_error": statistics.mean(r["content_error"] for r in rows),
                 "photos": rows}
-            print(f"{name:>20}: style reduction {results[name]['style_reduction']:6.1%}, "
+            extra = ""
+            if twin:
+                results[name]["style_reduction_mirrored"] = statistics.mean(r["style_reduction_mirrored"] for r in rows)
+                extra = f", in the mirror {results[name]['style_reduction_mirrored']:6.1%}"
+            print(f"{name:>20}: style reduction {results[name]['style_reduction']:6.1%}{extra}, "
                   f"content error {results[name]['content_error']:.2f}  ({len(rows)} photos at {size} px)", flush=True)
     if results:
         print(f"{'mean':>20}: style reduction {statistics.mean(r['style_reduction'] for r in results.values()):6.1%}")
@@ -126,6 +151,8 @@ def main() -> int:
     ap.add_argument("--style-side", type=int, default=STYLE_SIDE,
                     help="longest side of the painting when its Grams are taken: the stroke scale the "
                          "outputs are held to (default: %(default)s)")
+    ap.add_argument("--mirrored", action="store_true",
+                    help="also measure the style in the mirror (photo, painting of it and painting mirrored)")
     ap.add_argument("--limit", type=int, default=None, help="at most this many photos (default: all)")
     ap.add_argument("--json", type=Path, default=None, help="write the figures here")
     a = ap.parse_args()
@@ -133,7 +160,7 @@ def main() -> int:
     models = a.models or sorted((REPO / "models" / "zoo").glob("*.onnx"))
     photos = sorted(p for p in a.photos.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[: a.limit]
     try:
-        results = evaluate(models, photos, a.size, style_side=a.style_side)
+        results = evaluate(models, photos, a.size, style_side=a.style_side, mirrored=a.mirrored)
     except ImpastoError as e:     # no VGG weights, an unreadable photo: one line, not a traceback
         print(f"style_quality: {e}", file=sys.stderr)
         return 2
