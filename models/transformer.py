@@ -189,9 +189,9 @@ class HalfPixelShift(nn.Module):
     A stride-2 conv with an odd kernel samples pixels 0, 2, 4...: the top-left pixel of each 2x2
     block, half a pixel up and left of the block's centre. Two of them put the encoder's grid
     1.5 px up and left of the decoder's (whose pixel shuffle and nearest upsample fill each block
-    around its centre): one diagonal that no photo or painting has, and the trained networks laid
-    their strokes along it. After this mean the same conv samples block centres (Zhang 2019's
-    blur-pool with the [1, 1] filter). It has no weights, so a network trained without it keeps
+    around its centre): one diagonal that no photo or painting has. (It was the suspect for the
+    trained networks' one-diagonal strokes, and is not their cause: docs/training.md.) After this
+    mean the same conv samples block centres (Zhang 2019's blur-pool with the [1, 1] filter). It has no weights, so a network trained without it keeps
     every parameter's name and can start from them."""
 
     def forward(self, x):

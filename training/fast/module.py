@@ -136,8 +136,8 @@ class FastStyleModule(pl.LightningModule):
         grid_size: how many held-out photos go into the stylised validation grid.
         init_from: start from this network (a checkpoint with the same weights' names and shapes,
             e.g. the shared base network that gives photos back: `configs/fast/base.yaml`, or a
-            slim network for slim_dilated, slim_centred or slim_skip, whose skip then starts at zero) instead of a
-            random one. From random weights a network under a high style weight loses the photo.
+            slim network for slim_dilated, slim_centred or slim_skip, whose skip then starts at
+            zero) instead of a random one. From random weights a network under a high style weight loses the photo.
         style_ramp_steps: the style weight rises linearly from 0 over this many steps, so the
             network paints on top of the content it already keeps.
         pixel_weight: weight of an RGB mean-squared error to the photo (the base network's
@@ -234,12 +234,14 @@ class FastStyleModule(pl.LightningModule):
         loss = self.loss_fn.to(device)
         if hp.style_image:
             style = load_style_image(hp.style_image, hp.style_size).to(device)
+            mirror = hp.get("mirror_objective", False) and loss.term("style") is not None
             with torch.autocast(device.type, enabled=False):
-                if hp.get("mirror_objective", False) and loss.term("style") is not None:
+                if mirror:
                     loss.set_targets(styles=[self._fmt(style.flip(-1))])
                     self._mirrored_targets = _targets_of(loss.term("style"))
                 loss.set_targets(styles=[self._fmt(style)])
-            self._plain_targets = _targets_of(loss.term("style")) if loss.term("style") is not None else None
+            if mirror:
+                self._plain_targets = _targets_of(loss.term("style"))
         return loss
 
     def style_weight_now(self) -> float:
@@ -267,7 +269,8 @@ class FastStyleModule(pl.LightningModule):
             style.weight = self.style_weight_now()
         if swd is not None:
             swd.weight = self.hparams.swd_weight * self.style_ramp()
-        if self.training and self.hparams.get("mirror_objective", False) and self.global_step % 2:
+        if self.training and style is not None and self.hparams.get("mirror_objective", False) \
+                and self.global_step % 2:
             # Every other step the loss sees the mirrored painting, photo and output: a VGG
             # whose filters are mirror pairs would score them alike; ours does not.
             _set_targets(style, self._mirrored_targets)
