@@ -191,8 +191,9 @@ class HalfPixelShift(nn.Module):
     1.5 px up and left of the decoder's (whose pixel shuffle and nearest upsample fill each block
     around its centre): one diagonal that no photo or painting has. (It was the suspect for the
     trained networks' one-diagonal strokes, and is not their cause: docs/training.md.) After this
-    mean the same conv samples block centres (Zhang 2019's blur-pool with the [1, 1] filter). It has no weights, so a network trained without it keeps
-    every parameter's name and can start from them."""
+    mean the same conv samples block centres (Zhang 2019's blur-pool with the [1, 1] filter).
+    It has no weights, so a network trained without it keeps every parameter's name and can
+    start from them."""
 
     def forward(self, x):
         return F.avg_pool2d(F.pad(x, (0, 1, 0, 1), mode="replicate"), 2, stride=1)

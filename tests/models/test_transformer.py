@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from impasto.errors import ImpastoError
 import torch.nn.functional as F
 from torch import nn
 
+from impasto.errors import ImpastoError
 from impasto.models.transformer import ARCHITECTURES, HalfPixelShift, TransformerNet
 
 

@@ -4,9 +4,8 @@ against the shared perceptual objective.
 The objective is the iterative path's own `Objective` (the teacher): content on relu2_2,
 Gram style on relu1_2/relu2_2/relu3_3/relu4_3, total variation, optional histogram, sliced
 Wasserstein and MRF patch losses. The style Gram targets are computed once (`prepare_loss`),
-never per step. The frozen VGG is kept
-out of the module's state dict, so checkpoints hold only the small transformer. The checkpoint
-contract for `impasto export` is in `checkpoint.py`.
+never per step. The frozen VGG is kept out of the module's state dict, so checkpoints hold only
+the small transformer. The checkpoint contract for `impasto export` is in `checkpoint.py`.
 """
 
 from __future__ import annotations
@@ -137,7 +136,8 @@ class FastStyleModule(pl.LightningModule):
         init_from: start from this network (a checkpoint with the same weights' names and shapes,
             e.g. the shared base network that gives photos back: `configs/fast/base.yaml`, or a
             slim network for slim_dilated, slim_centred or slim_skip, whose skip then starts at
-            zero) instead of a random one. From random weights a network under a high style weight loses the photo.
+            zero) instead of a random one. From random weights a network under a high style
+            weight loses the photo.
         style_ramp_steps: the style weight rises linearly from 0 over this many steps, so the
             network paints on top of the content it already keeps.
         pixel_weight: weight of an RGB mean-squared error to the photo (the base network's
@@ -274,8 +274,10 @@ class FastStyleModule(pl.LightningModule):
             # Every other step the loss sees the mirrored painting, photo and output: a VGG
             # whose filters are mirror pairs would score them alike; ours does not.
             _set_targets(style, self._mirrored_targets)
-            total, terms = self.loss_fn(y.flip(-1), content=self._fmt(x.flip(-1)))
-            _set_targets(style, self._plain_targets)
+            try:
+                total, terms = self.loss_fn(y.flip(-1), content=self._fmt(x.flip(-1)))
+            finally:
+                _set_targets(style, self._plain_targets)
         else:
             total, terms = self.loss_fn(y, content=self._fmt(x))
         if self.hparams.get("pixel_weight", 0.0) > 0:   # the base network: give the photo back
@@ -424,4 +426,4 @@ def _targets_of(style) -> tuple[dict, dict]:
 
 
 def _set_targets(style, targets: tuple[dict, dict]) -> None:
-    style.targets, style.scales = dict(targets[0]), dict(targets[1])
+    style.targets, style.scales = targets   # set_target replaces these dicts, never edits them
