@@ -23,6 +23,7 @@ Photos default to ../shared/data/content, which no bundled network was trained o
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import statistics
 import sys
@@ -63,9 +64,8 @@ class StyleQuality:
 
     def mirrored(self, style: np.ndarray) -> "StyleQuality":
         """The same measure held to the mirrored painting (score it on mirrored arrays)."""
-        twin = object.__new__(StyleQuality)
-        twin.vgg = self.vgg
-        twin.targets = twin._grams(_mirror(style))
+        twin = copy.copy(self)          # shares the loaded VGG
+        twin.targets = self._grams(_mirror(style))
         return twin
 
     def score(self, photo: np.ndarray, output: np.ndarray) -> dict[str, float]:
