@@ -3,6 +3,7 @@
     python bench/fast_vs_iterative.py runs/candy/checkpoints/best.ckpt [--photos 3] [--size 256]
         [--iterations 150] [--init photo|noise] [--card models/zoo/candy.json]
     python bench/fast_vs_iterative.py runs/zoo8/checkpoints/last.ckpt --style udnie   # one style of many
+    python bench/fast_vs_iterative.py models/zoo/starry_night.onnx --init noise        # a bundled network
 
 On held-out photos (the first `holdout` photos of the training folder, which training never
 saw), evaluate the checkpoint's own objective (its VGG, layers and loss weights, style targets from
@@ -48,9 +49,32 @@ def start_image(photo: torch.Tensor, init: str, seed: int) -> torch.Tensor:
     return (mean + 0.01 * noise).clamp(0, 1)
 
 
+def objective_from_card(network: str, meta: dict) -> dict:
+    """An exported network (.onnx) carries its weights, not its objective: take the objective it
+    was trained on (loss weights, layers, painting, style size) from the model card beside it."""
+    from impasto.models.zoo.card import card_path, read_card
+    card = read_card(network)
+    if not card or "error" in card:
+        raise SystemExit(f"{network}: an exported network does not hold its training objective, and "
+                         f"{card_path(network).name} beside it is {'unreadable' if card else 'missing'}; "
+                         "pass the training checkpoint instead")
+    model_cfg = card.get("config", {}).get("model", {})
+    if "loss_weights" not in card or not (model_cfg.get("style_image") or model_cfg.get("style_images")):
+        raise SystemExit(f"{card_path(network)}: the card lacks the training objective (loss_weights, config.model); "
+                         "pass the training checkpoint instead")
+    meta = {**meta, "config": card["config"], "loss_weights": card["loss_weights"],
+            "steps": card.get("steps", meta["steps"]), "style_size": model_cfg.get("style_size"),
+            "style_image": model_cfg.get("style_image", "")}
+    if model_cfg.get("style_images"):
+        meta["style_images"] = model_cfg["style_images"]
+    if card.get("edge_margin") is not None:
+        meta["edge_margin"] = card["edge_margin"]
+    return meta
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("checkpoint")
+    ap.add_argument("checkpoint", help="a training checkpoint, or an exported .onnx with its model card beside it")
     ap.add_argument("--photos", type=int, default=3, help="how many held-out photos")
     ap.add_argument("--size", type=int, default=256, help="shorter side and centre crop of each photo")
     ap.add_argument("--iterations", type=int, default=150)
@@ -83,6 +107,8 @@ def main() -> int:
     from impasto.training.iterative.optimize import optimize_pixels
 
     net, meta = load_fast_checkpoint(a.checkpoint)
+    if "loss_weights" not in meta:
+        meta = objective_from_card(a.checkpoint, meta)
     cfg = meta.get("config") or {}
     model_cfg, data_cfg = cfg.get("model", {}), cfg.get("data", {})
     source = a.source or data_cfg.get("source", str(REPO.parent / "shared" / "data" / "coco_sample"))
@@ -186,4 +212,8 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from impasto.errors import ImpastoError
+    try:
+        sys.exit(main())
+    except ImpastoError as exc:   # missing weights, unreadable files: say so, no traceback
+        sys.exit(f"error: {exc}")
