@@ -104,6 +104,7 @@ def _compute_rows(card: dict) -> list[str]:
                       if st.get("lr_decay") else "")
             extra += f", trained on what a {st['edge_margin']} px edge margin shows" if st.get("edge_margin") else ""
             extra += f", {st['image_size']} px crops" if st.get("image_size") else ""
+            extra += f" at batch {st['batch_size']}" if st.get("batch_size") else ""
             extra += f", photos at {st['resize_size']} px" if st.get("resize_size") else ""
             extra += f", {st['precision']}" if st.get("precision") else ""
             lines.append(f"| stage {i} | {st.get('steps')} steps at style weight {st.get('style_weight'):g}"

@@ -153,3 +153,15 @@ def test_a_stage_row_names_the_histogram_loss_it_trained_with(tmp_path):
     page = card_page.render(tmp_path)
     assert "| stage 1 | 500 steps at style weight 3000, 256 px crops, config `abc` |" in page
     assert "| stage 2 | 500 steps at style weight 3000, histogram weight 1, 256 px crops, config `abc` |" in page
+
+
+def test_a_stage_row_names_its_batch_when_the_card_records_it(tmp_path):
+    from impasto.models.zoo import card_page
+    stage = {"steps": 600, "style_weight": 3000.0, "config_hash": "abc", "image_size": 256}
+    card = {"style": "candy", "arch": "slim", "parameters": 62812,
+            "compute": {"steps": 1200, "images_seen": 7200, "hours": 0.5, "device": "cpu",
+                        "stages": [stage, {**stage, "batch_size": 8}]}}
+    (tmp_path / "candy.json").write_text(json.dumps(card))
+    page = card_page.render(tmp_path)
+    assert "| stage 1 | 600 steps at style weight 3000, 256 px crops, config `abc` |" in page
+    assert "| stage 2 | 600 steps at style weight 3000, 256 px crops at batch 8, config `abc` |" in page
