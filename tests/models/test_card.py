@@ -143,25 +143,24 @@ def test_the_card_page_shows_worth_n_under_each_start_it_was_measured_from(tmp_p
             "3 held-out photos at 256 px) |") in page
 
 
-def test_a_stage_row_names_the_histogram_loss_it_trained_with(tmp_path):
+def _page_of_two_stages(tmp_path, steps: int, second: dict) -> str:
+    """The card page of a two-stage card whose second stage adds `second` to the first."""
     from impasto.models.zoo import card_page
-    stage = {"steps": 500, "style_weight": 3000.0, "config_hash": "abc", "image_size": 256}
+    stage = {"steps": steps, "style_weight": 3000.0, "config_hash": "abc", "image_size": 256}
     card = {"style": "candy", "arch": "slim", "parameters": 62812,
-            "compute": {"steps": 1000, "images_seen": 4000, "hours": 0.5, "device": "cpu",
-                        "stages": [stage, {**stage, "histogram_weight": 1.0}]}}
+            "compute": {"steps": 2 * steps, "images_seen": 8 * steps, "hours": 0.5, "device": "cpu",
+                        "stages": [stage, {**stage, **second}]}}
     (tmp_path / "candy.json").write_text(json.dumps(card))
-    page = card_page.render(tmp_path)
+    return card_page.render(tmp_path)
+
+
+def test_a_stage_row_names_the_histogram_loss_it_trained_with(tmp_path):
+    page = _page_of_two_stages(tmp_path, 500, {"histogram_weight": 1.0})
     assert "| stage 1 | 500 steps at style weight 3000, 256 px crops, config `abc` |" in page
     assert "| stage 2 | 500 steps at style weight 3000, histogram weight 1, 256 px crops, config `abc` |" in page
 
 
 def test_a_stage_row_names_its_batch_when_the_card_records_it(tmp_path):
-    from impasto.models.zoo import card_page
-    stage = {"steps": 600, "style_weight": 3000.0, "config_hash": "abc", "image_size": 256}
-    card = {"style": "candy", "arch": "slim", "parameters": 62812,
-            "compute": {"steps": 1200, "images_seen": 7200, "hours": 0.5, "device": "cpu",
-                        "stages": [stage, {**stage, "batch_size": 8}]}}
-    (tmp_path / "candy.json").write_text(json.dumps(card))
-    page = card_page.render(tmp_path)
+    page = _page_of_two_stages(tmp_path, 600, {"batch_size": 8})
     assert "| stage 1 | 600 steps at style weight 3000, 256 px crops, config `abc` |" in page
     assert "| stage 2 | 600 steps at style weight 3000, 256 px crops at batch 8, config `abc` |" in page
