@@ -49,6 +49,16 @@ def start_image(photo: torch.Tensor, init: str, seed: int) -> torch.Tensor:
     return (mean + 0.01 * noise).clamp(0, 1)
 
 
+def style_by_layer(loss, image: torch.Tensor) -> dict[str, float]:
+    """The style term split by VGG layer, each part weighted as the term weighs it (they sum to it):
+    where a network falls short of L-BFGS at an equal total."""
+    term = loss.term("style")
+    with torch.no_grad():
+        parts = term.layer_losses(loss.vgg(image))
+    half = 0.5 if term.reduction == "paper" else 1.0
+    return {n: round(half * term.weight * lw * float(parts[n]), 2) for n, lw in zip(term.layers, term.layer_weights)}
+
+
 def objective_from_card(network: str, meta: dict) -> dict:
     """An exported network (.onnx) carries its weights, not its objective: take the objective it
     was trained on (loss weights, layers, painting, style size) from the model card beside it."""
@@ -177,6 +187,12 @@ def main() -> int:
         print(f"  {Path(names[i]).name}: fast {fast_total:.1f} | {a.init} {start_loss:.1f} | L-BFGS "
               f"{totals[-1]:.1f} after {len(totals)} -> fast model = {hit if hit else f'>{len(totals)}'} "
               f"iterations ({lbfgs_s / len(totals):.2f} s each)", flush=True)
+        with autocast:
+            rows[-1]["fast_style_by_layer"] = style_by_layer(loss, fast)
+            rows[-1]["lbfgs_style_by_layer_at_match"] = style_by_layer(loss, snaps[hit].to(photo.dtype)) if hit else None
+        print("    style by layer, fast" + (f" | L-BFGS at {hit}: " if hit else ": ") + ", ".join(
+            f"{n} {v:.0f}" + (f" | {rows[-1]['lbfgs_style_by_layer_at_match'][n]:.0f}" if hit else "")
+            for n, v in rows[-1]["fast_style_by_layer"].items()), flush=True)
         strip = [photo, fast, snaps.get(hit, torch.from_numpy(res.image).permute(2, 0, 1)[None])
                  if hit else start, torch.from_numpy(res.image).permute(2, 0, 1)[None]]
         strip = to_array(torch.cat([s.float().clamp(0, 1) for s in strip], dim=3))

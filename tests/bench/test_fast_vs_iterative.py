@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 BENCH = REPO / "bench" / "fast_vs_iterative.py"
 
@@ -39,3 +41,20 @@ def test_an_exported_network_without_its_card_is_refused_with_a_clear_message(tm
     assert done.returncode != 0
     assert "Traceback" not in done.stderr
     assert "net.json beside it is missing; pass the training checkpoint instead" in done.stderr
+
+
+def test_the_style_term_is_split_by_layer_for_the_network_and_for_lbfgs_where_it_matches(tmp_path, weights_path):
+    """Where the worth is lost: each style layer's part of the term, for the network and for L-BFGS
+    at the iteration that matches its total. The parts add up to the term."""
+    card = json.loads((REPO / "models" / "zoo" / "candy.json").read_text())
+    done = _run("models/zoo/candy.onnx", "--photos", "1", "--size", "64", "--iterations", "30",
+                "--precision", "fp32", "--threads", "1", "--init", "photo", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    fast, lbfgs = result["fast_style_by_layer"], result["lbfgs_style_by_layer_at_match"]
+    assert list(fast) == card["config"]["model"]["style_layers"]
+    assert sum(fast.values()) == pytest.approx(result["fast_terms"]["style"], rel=1e-3)
+    assert result["lbfgs_iterations_matched"] is not None and list(lbfgs) == list(fast)
+    # two different images: L-BFGS from the photo has not yet matched the painting's finest layer
+    assert lbfgs["relu1_1"] > 2 * fast["relu1_1"]
+    assert f"style by layer, fast | L-BFGS at {result['lbfgs_iterations_matched']}:" in done.stdout
