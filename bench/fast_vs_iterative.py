@@ -17,6 +17,10 @@ already zero: the stricter measure. `--init noise` is Johnson et al.'s protocol 
 their section 4.1; here the mean ImageNet colour plus faint noise, as neural-style's random init),
 under which they report 50-100 for their GPU-trained networks.
 
+Under each photo it prints the style term split by layer, for the network and for L-BFGS at the
+matching iteration: at an equal total, which layers the network pays for (docs/training.md,
+"Where the worth is lost").
+
 Writes a side-by-side PNG per photo: photo | fast | L-BFGS at the matching iteration | L-BFGS at
 the last iteration. With --card, merges the result into the model card (the noise start under its
 own key) and, from the photo start, writes the first photo's side-by-side next to it as

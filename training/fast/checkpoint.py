@@ -124,6 +124,42 @@ def config_hash(config: Any) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
+class NonFiniteLoss(ImpastoError):
+    """Training diverged: the loss is inf or nan, and so, after that step's update, are the weights."""
+
+
+class FiniteLossGuard(pl.Callback):
+    """Stops training at a non-finite loss before any checkpoint saves the ruined weights.
+
+    It runs before the checkpoint callbacks (Lightning orders those last) and reads the loss back
+    on every step that saves (every `save_every` steps and the last) and, between them, every step
+    on a CPU, where the read is free, and every `gpu_every` steps on an accelerator, where it stalls
+    the queue. A diverged run then fails at once with a clear message, and last.ckpt keeps the
+    last finite weights to start again from."""
+
+    def __init__(self, save_every: int, gpu_every: int = 20):
+        self.save_every, self.gpu_every = save_every, gpu_every
+        self._seen: Optional[torch.Tensor] = None   # 1 once any loss since the last read was not finite
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        if loss is None:
+            return
+        bad = (~torch.isfinite(loss.detach())).any()
+        self._seen = bad if self._seen is None else self._seen | bad
+        step = trainer.global_step
+        saving = step % self.save_every == 0 or (trainer.max_steps is not None and 0 <= trainer.max_steps <= step)
+        if saving or loss.device.type == "cpu" or step % self.gpu_every == 0:
+            seen, self._seen = bool(self._seen), None
+            if seen:
+                raise NonFiniteLoss(
+                    f"the training loss became {float(loss):g} by step {step}: the run diverged, and its weights "
+                    "with it. Nothing was saved after the last finite step, so checkpoints/last.ckpt, if the run "
+                    "wrote one, holds finite weights. Start a new stage from it with a lower learning rate "
+                    "(--model.init_from RUN_DIR/checkpoints/last.ckpt --model.lr ...) or in fp32 "
+                    "(--trainer.precision 32)")
+
+
 class SafetyCheckpoint(pl.Callback):
     """Writes checkpoints/last.ckpt after the final step, and when training is interrupted
     (Ctrl-C or an error), so that `--resume last` always has something current to continue from.
@@ -152,7 +188,8 @@ class SafetyCheckpoint(pl.Callback):
         self._training = False
 
     def on_exception(self, trainer, pl_module, exception):
-        if self._training and trainer.global_step > 0:
+        # a diverged run's weights are not finite: keep the last save, which was
+        if self._training and trainer.global_step > 0 and not isinstance(exception, NonFiniteLoss):
             trainer.save_checkpoint(self.path)
             print(f"\nimpasto train: interrupted at step {trainer.global_step}; saved {self.path} "
                   "(continue with --resume last)")

@@ -160,6 +160,38 @@ def test_ctrl_c_leaves_a_usable_checkpoint(photos, style_image, tmp_path):
     assert meta["steps"] == 2
 
 
+def test_a_diverged_run_stops_at_once_and_keeps_its_last_finite_checkpoint(photos, style_image, tmp_path):
+    """An update that overflows (here: a weight set to inf before step 3, as a too-high learning
+    rate does) makes the loss non-finite: training stops with a clear error, and neither the
+    periodic save nor the save on errors writes the ruined weights over last.ckpt (step 2)."""
+    import pytorch_lightning as pl
+    from pytorch_lightning.callbacks import ModelCheckpoint
+    from impasto.training.fast.data import PhotoDataModule
+    from impasto.training.fast.checkpoint import (FiniteLossGuard, NonFiniteLoss, SafetyCheckpoint,
+                                                  load_fast_checkpoint)
+    from impasto.training.fast.module import FastStyleModule
+
+    class Overflow(pl.Callback):
+        def on_train_batch_start(self, trainer, pl_module, *_):
+            if trainer.global_step == 2:
+                with torch.no_grad():
+                    next(pl_module.net.parameters()).fill_(float("inf"))
+
+    ck = tmp_path / "ck"
+    model = FastStyleModule(style_image, style_size=64)
+    dm = PhotoDataModule(str(photos), holdout=2, image_size=64, batch_size=2)
+    trainer = pl.Trainer(max_steps=10, logger=False, enable_progress_bar=False, enable_model_summary=False,
+                         limit_val_batches=0, default_root_dir=tmp_path,
+                         callbacks=[Overflow(), FiniteLossGuard(save_every=2), SafetyCheckpoint(ck),
+                                    ModelCheckpoint(dirpath=ck, filename="step{step:06d}", save_top_k=0,
+                                                    save_last=True, every_n_train_steps=2)])
+    with pytest.raises(NonFiniteLoss, match="the training loss became (nan|inf) by step 3: the run diverged"):
+        trainer.fit(model, datamodule=dm)
+    net, meta = load_fast_checkpoint(ck / "last.ckpt")
+    assert meta["steps"] == 2
+    assert all(torch.isfinite(p).all() for p in net.parameters())
+
+
 @pytest.mark.slow
 def test_ddp_two_cpu_processes_on_gloo(photos, style_image, tmp_path):
     """The documented multi-GPU command, on CPU: Lightning launches a second process, the two
