@@ -137,8 +137,8 @@ class FiniteLossGuard(pl.Callback):
     the queue. A diverged run then fails at once with a clear message, and last.ckpt keeps the
     last finite weights to start again from."""
 
-    def __init__(self, save_every: int, gpu_every: int = 20):
-        self.save_every, self.gpu_every = save_every, gpu_every
+    def __init__(self, save_every: int, last: str | os.PathLike = "checkpoints/last.ckpt", gpu_every: int = 20):
+        self.save_every, self.last, self.gpu_every = save_every, Path(last), gpu_every
         self._seen: Optional[torch.Tensor] = None   # 1 once any loss since the last read was not finite
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
@@ -154,9 +154,9 @@ class FiniteLossGuard(pl.Callback):
             if seen:
                 raise NonFiniteLoss(
                     f"the training loss became {float(loss):g} by step {step}: the run diverged, and its weights "
-                    "with it. Nothing was saved after the last finite step, so checkpoints/last.ckpt, if the run "
+                    f"with it. Nothing was saved after the last finite step, so {self.last}, if the run "
                     "wrote one, holds finite weights. Start a new stage from it with a lower learning rate "
-                    "(--model.init_from RUN_DIR/checkpoints/last.ckpt --model.lr ...) or in fp32 "
+                    f"(--model.init_from {self.last} --model.lr ...) or in fp32 "
                     "(--trainer.precision 32)")
 
 

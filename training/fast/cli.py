@@ -53,7 +53,7 @@ class FastStyleCLI(LightningCLI):
         trainer_cfg = self._get(self.config_init, "trainer", default={})
         callbacks = list(trainer_cfg.get("callbacks") or [])
         callbacks += [
-            FiniteLossGuard(cfg.save_every_n_steps),
+            FiniteLossGuard(cfg.save_every_n_steps, ckpt_dir / "last.ckpt"),
             ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val/loss", mode="min",
                             save_top_k=1, auto_insert_metric_name=False, enable_version_counter=False),
             ModelCheckpoint(dirpath=ckpt_dir, filename="step{step:06d}", save_top_k=0, save_last=True,

@@ -182,11 +182,12 @@ def test_a_diverged_run_stops_at_once_and_keeps_its_last_finite_checkpoint(photo
     dm = PhotoDataModule(str(photos), holdout=2, image_size=64, batch_size=2)
     trainer = pl.Trainer(max_steps=10, logger=False, enable_progress_bar=False, enable_model_summary=False,
                          limit_val_batches=0, default_root_dir=tmp_path,
-                         callbacks=[Overflow(), FiniteLossGuard(save_every=2), SafetyCheckpoint(ck),
+                         callbacks=[Overflow(), FiniteLossGuard(2, ck / "last.ckpt"), SafetyCheckpoint(ck),
                                     ModelCheckpoint(dirpath=ck, filename="step{step:06d}", save_top_k=0,
                                                     save_last=True, every_n_train_steps=2)])
-    with pytest.raises(NonFiniteLoss, match="the training loss became (nan|inf) by step 3: the run diverged"):
+    with pytest.raises(NonFiniteLoss, match="the training loss became (nan|inf) by step 3: the run diverged") as err:
         trainer.fit(model, datamodule=dm)
+    assert f"--model.init_from {ck / 'last.ckpt'}" in str(err.value)   # where to start again
     net, meta = load_fast_checkpoint(ck / "last.ckpt")
     assert meta["steps"] == 2
     assert all(torch.isfinite(p).all() for p in net.parameters())
