@@ -41,6 +41,9 @@ class Architecture:
     #                           the start): copying the photo then costs the body nothing
     centred: bool = False     # a 2x2 mean before each stride-2 conv, so that it samples the centre
     #                           of each 2x2 block, not its top-left pixel (see HalfPixelShift)
+    coarse_dilations: tuple[int, ...] = ()  # residual blocks of a branch at half the body's
+    #                           resolution and twice its width, added back to the body's input
+    #                           through a 1x1 conv that starts at zero (see CoarseBranch)
 
 
 # Real-time on CPU: nothing but one pixel shuffle runs at full resolution (a strided stem,
@@ -67,6 +70,11 @@ ARCHITECTURES = {
     # slim and slim_wide with centred strides: the same weights, without the grid's diagonal.
     "slim_centred": replace(_SLIM, centred=True),
     "slim_wide_centred": replace(_SLIM, channels=(32, 64, 128), centred=True),
+    # slim with a coarse branch: each output pixel sees 212 px each way instead of 60,
+    # the scale of the deepest style layer's features (relu5_1 sees 196 px), at a fifth more
+    # arithmetic. slim's weights fill it and it starts as slim exactly, so it grows a trained
+    # network rather than training one from its base.
+    "slim_coarse": replace(_SLIM, coarse_dilations=(1, 2, 4, 2)),
 }
 
 
@@ -152,23 +160,51 @@ class TransformerNet(nn.Module):
                 UpsampleConv(c2, c1, s, pad), _norm(c1), nn.ReLU(inplace=True),
                 _conv(c1, 3, k, padding=pad))
         self.skip = _zero_conv1x1(3, 3) if spec.input_skip else None
+        self.coarse = CoarseBranch(c3, spec.coarse_dilations, s, pad) if spec.coarse_dilations else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
-        return _picture(self.decoder(self.residuals(self.encoder(x)))[..., :h, :w], x, self.skip)
+        features = self.encoder(x)
+        if self.coarse is not None:
+            features = features + self.coarse(features)
+        return _picture(self.decoder(self.residuals(features))[..., :h, :w], x, self.skip)
 
     def can_start_from(self, state: dict) -> bool:
         """Whether `state` (another network's weights) fills every weight of this one with the same
-        names and shapes; an input skip it lacks is fine: the skip starts at zero, so this network
-        then starts as that one exactly (slim into slim_dilated or slim_skip)."""
+        names and shapes; an input skip or a coarse branch it lacks is fine: both add to the
+        network through a conv that starts at zero, so this network then starts as that one
+        exactly (slim into slim_dilated, slim_skip or slim_coarse)."""
         own = self.state_dict()
         extra = own.keys() - state.keys()
-        return (state.keys() <= own.keys() and all(k.startswith("skip.") for k in extra)
+        return (state.keys() <= own.keys() and all(k.startswith(("skip.", "coarse.")) for k in extra)
                 and all(state[k].shape == own[k].shape for k in state))
 
     def describe(self) -> dict:
         return {"name": self.arch_name, **asdict(self.spec),
                 "parameters": sum(p.numel() for p in self.parameters())}
+
+
+class CoarseBranch(nn.Module):
+    """Residual blocks at half the body's resolution (an eighth of the photo's) and twice its width,
+    for the largest shapes of a painting (starry_night's swirls): at that scale a 3x3 conv spans
+    24 px of the photo, and dilated ones more, for a quarter of the body's arithmetic per channel.
+    Its output joins the body through a 1x1 conv that starts at zero (the zero convolution of
+    Zhang et al. 2023's ControlNet), so a trained network grown by it starts unchanged."""
+
+    def __init__(self, c: int, dilations: tuple[int, ...], separable: bool, padding: str):
+        super().__init__()
+        if min(dilations) < 1:
+            raise ImpastoError(f"coarse dilations {dilations} must be positive ints")
+        wide = 2 * c
+        self.down = nn.Sequential(_conv(c, wide, 3, 2, separable=separable, padding=padding),
+                                  _norm(wide), nn.ReLU(inplace=True))
+        self.blocks = nn.Sequential(*[ResidualBlock(wide, separable, padding, d) for d in dilations])
+        self.out = _zero_conv1x1(wide, c)
+
+    def forward(self, x):
+        h, w = x.shape[-2:]
+        coarse = self.out(self.blocks(self.down(x)))
+        return F.interpolate(coarse, scale_factor=2.0, mode="nearest")[..., :h, :w]
 
 
 class Blur(nn.Module):

@@ -55,7 +55,7 @@ def test_parity_random_and_real_photos(slim_export, data):
         assert r["max_abs_diff"] < 1e-4 and r["mean_abs_diff"] < 1e-5
 
 
-@pytest.mark.parametrize("arch", ["johnson", "slim_dilated", "slim_skip", "slim_centred"])
+@pytest.mark.parametrize("arch", ["johnson", "slim_dilated", "slim_skip", "slim_centred", "slim_coarse"])
 def test_other_architectures_export_with_parity(tmp_path, arch):
     from impasto.export.onnx_export import export_onnx, parity
     from impasto.export.pipeline import load_checkpoint

@@ -1,7 +1,8 @@
 """The single-style architectures: each paints a picture of the photo's own size (odd sides
 included, as the runtime may pass them), slim_wide is slim's layout at twice the width, and
-slim_dilated is slim's weights with a wider view, slim_skip passes the photo to the output, and the
-centred variants sample each 2x2 block at its centre."""
+slim_dilated is slim's weights with a wider view, slim_skip passes the photo to the output, the
+centred variants sample each 2x2 block at its centre, and slim_coarse grows slim by a branch at an
+eighth of the photo's scale."""
 
 from __future__ import annotations
 
@@ -33,26 +34,39 @@ def test_slim_wide_is_slim_at_twice_the_width():
     assert 3 * count(slim) < count(wide) < 4 * count(slim)
 
 
-def _reach(arch: str) -> int:
+def _reach(arch: str | TransformerNet) -> int:
     """How far (px) from a pixel the network's output still depends on it: the gradient of
     one output pixel with respect to the photo, the farthest nonzero column. The instance norms
     are taken out: their whole-image statistics tie every pixel to every other one."""
     torch.manual_seed(0)
-    net = TransformerNet(arch).eval()
+    net = (TransformerNet(arch) if isinstance(arch, str) else arch).eval()
     for name, module in list(net.named_modules()):
         if isinstance(module, torch.nn.InstanceNorm2d):
             parent, _, leaf = name.rpartition(".")
             setattr(net.get_submodule(parent), leaf, torch.nn.Identity())
-    x = torch.rand(1, 3, 192, 384, requires_grad=True)
-    net(x)[0, :, 96, 192].sum().backward()
+    x = torch.rand(1, 3, 192, 640, requires_grad=True)
+    net(x)[0, :, 96, 320].sum().backward()
     columns = torch.nonzero(x.grad.abs().sum((0, 1, 2)))
-    return int(max(192 - columns.min(), columns.max() - 192))
+    return int(max(320 - columns.min(), columns.max() - 320))
 
 
 def test_slim_dilated_sees_farther_with_slims_weights():
     slim, dilated = TransformerNet("slim"), TransformerNet("slim_dilated")
     assert {k: v.shape for k, v in slim.state_dict().items()} == {k: v.shape for k, v in dilated.state_dict().items()}
     assert _reach("slim_dilated") >= 1.6 * _reach("slim")   # 100 px against 60
+
+
+def test_slim_coarse_starts_as_slim_and_then_sees_four_times_as_far():
+    torch.manual_seed(0)
+    slim, coarse = TransformerNet("slim").eval(), TransformerNet("slim_coarse").eval()
+    assert coarse.can_start_from(slim.state_dict()) and not slim.can_start_from(coarse.state_dict())
+    coarse.load_state_dict(slim.state_dict(), strict=False)
+    x = torch.rand(1, 3, 45, 70)                          # odd sides: the branch's grid is cropped
+    with torch.no_grad():
+        assert torch.equal(coarse(x), slim(x))             # its 1x1 out conv starts at zero
+        nn.init.normal_(coarse.coarse.out.weight, std=0.1)  # as training moves it
+        assert not torch.allclose(coarse(x), slim(x))
+    assert _reach(coarse) >= 3.5 * _reach("slim")           # 212 px against 60
 
 
 def test_slim_skip_passes_the_photo_to_the_output():

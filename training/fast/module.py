@@ -112,7 +112,9 @@ class FastStyleModule(pl.LightningModule):
             width), "slim_dilated" (slim's weights, dilated residual blocks: a wider view at the same
             cost), "slim_skip" (slim with the photo passed to the output through a 1x1 conv),
             "slim_centred" and "slim_wide_centred" (their strided convs sample each 2x2 block's
-            centre: no diagonal in the grid; same weights), "medium" or "johnson" (as published).
+            centre: no diagonal in the grid; same weights), "slim_coarse" (slim and a branch at an
+            eighth of the photo's scale: 212 px of view for the largest shapes), "medium" or
+            "johnson" (as published).
         style_size: longest side the style image is resized to before its Gram targets are taken
             (match it to the training crop size so brush strokes come out at the scale you see).
         mrf_weight, mrf_layers: Li & Wand's MRF patch loss (each 3x3 patch of the output's features
@@ -135,8 +137,8 @@ class FastStyleModule(pl.LightningModule):
         grid_size: how many held-out photos go into the stylised validation grid.
         init_from: start from this network (a checkpoint with the same weights' names and shapes,
             e.g. the shared base network that gives photos back: `configs/fast/base.yaml`, or a
-            slim network for slim_dilated, slim_centred or slim_skip, whose skip then starts at
-            zero) instead of a random one. From random weights a network under a high style
+            slim network for slim_dilated, slim_centred, slim_skip or slim_coarse, whose skip or
+            coarse branch then starts at zero) instead of a random one. From random weights a network under a high style
             weight loses the photo.
         style_ramp_steps: the style weight rises linearly from 0 over this many steps, so the
             network paints on top of the content it already keeps.

@@ -163,8 +163,11 @@ def test_training_continues_from_a_bundled_onnx_network(tmp_path):
                                               zip(dilated.net.state_dict().values(), single.net.state_dict().values()))
     # slim's weights fill slim_skip but for the skip, which starts at zero: the bundled network exactly.
     skip = FastStyleModule("starry_night.jpg", arch="slim_skip", init_from=slim, channels_last=False)
-    with torch.no_grad():
-        np.testing.assert_allclose(skip.net(torch.from_numpy(x)).numpy(), session.run(None, {"input": x})[0], atol=1e-4)
+    coarse = FastStyleModule("starry_night.jpg", arch="slim_coarse", init_from=slim, channels_last=False)
+    with torch.no_grad():   # and slim_coarse, whose branch joins through a zero conv
+        for grown in (skip, coarse):
+            np.testing.assert_allclose(grown.net(torch.from_numpy(x)).numpy(), session.run(None, {"input": x})[0],
+                                       atol=1e-4)
     with pytest.raises(ImpastoError, match="a slim_skip network, not slim"):   # the skip would be lost
         FastStyleModule("candy.jpg", arch="slim", init_from=str(make_checkpoint(tmp_path / "skip.pt", "slim_skip")))
     stranger = onnx.load(str(zoo / "candy.onnx"))
