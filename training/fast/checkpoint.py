@@ -135,7 +135,7 @@ class FiniteLossGuard(pl.Callback):
     on every step that saves (every `save_every` steps and the last) and, between them, every step
     on a CPU, where the read is free, and every `gpu_every` steps on an accelerator, where it stalls
     the queue. A diverged run then fails at once with a clear message, and last.ckpt keeps the
-    last finite weights to start again from."""
+    last finite weights to start again from. Under DDP every rank stops at the same step."""
 
     def __init__(self, save_every: int, last: str | os.PathLike = "checkpoints/last.ckpt", gpu_every: int = 20):
         self.save_every, self.last, self.gpu_every = save_every, Path(last), gpu_every
@@ -151,9 +151,13 @@ class FiniteLossGuard(pl.Callback):
         saving = step % self.save_every == 0 or (trainer.max_steps is not None and 0 <= trainer.max_steps <= step)
         if saving or loss.device.type == "cpu" or step % self.gpu_every == 0:
             seen, self._seen = bool(self._seen), None
-            if seen:
+            # Every rank reads at the same steps, and one rank's nan stops them all: alone, it
+            # would leave the others waiting on it in the next all-reduce until that fails, and
+            # they would then save the ruined weights (their gradients were averaged with its).
+            if trainer.strategy.reduce_boolean_decision(seen, all=False):
+                value = f"{float(loss):g}" if seen else "non-finite on another process"
                 raise NonFiniteLoss(
-                    f"the training loss became {float(loss):g} by step {step}: the run diverged, and its weights "
+                    f"the training loss became {value} by step {step}: the run diverged, and its weights "
                     f"with it. Nothing was saved after the last finite step, so {self.last}, if the run "
                     "wrote one, holds finite weights. Start a new stage from it with a lower learning rate "
                     f"(--model.init_from {self.last} --model.lr ...) or in fp32 "

@@ -215,6 +215,53 @@ def test_ddp_two_cpu_processes_on_gloo(photos, style_image, tmp_path):
     assert set(train_losses(run)) == {0, 1, 2}           # logged once (rank 0), one row per step
 
 
+DDP_POISON = """
+import sys
+import torch
+from impasto.cli import main
+from impasto.training.fast.module import FastStyleModule
+
+
+def overflow(start):   # rank 1's weights overflow before step 2; rank 0's loss stays finite
+    def on_train_batch_start(self, batch, batch_idx):
+        start(self, batch, batch_idx)
+        if self.trainer.global_step == 2 and self.trainer.global_rank == 1:
+            with torch.no_grad():
+                next(self.net.parameters()).fill_(float("inf"))
+    return on_train_batch_start
+
+
+FastStyleModule.on_train_batch_start = overflow(FastStyleModule.on_train_batch_start)
+sys.exit(main(["train", *sys.argv[1:]]))
+"""
+
+
+@pytest.mark.slow
+def test_under_ddp_a_nan_on_one_rank_stops_every_rank_at_once(photos, style_image, tmp_path):
+    """Only rank 1's loss is nan at step 2, but the averaged gradients ruin rank 0's weights too:
+    both ranks stop with the divergence message at the same step, neither waits on the other,
+    and last.ckpt keeps the finite weights of step 2."""
+    import subprocess
+    import sys
+
+    from impasto.training.fast.checkpoint import load_fast_checkpoint
+    script, run = tmp_path / "poisoned_train.py", tmp_path / "ddp"
+    script.write_text(DDP_POISON)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_PORT": str(29500 + (os.getpid() + 500) % 1000)}
+    proc = subprocess.run([sys.executable, str(script),
+                           *tiny_args(photos, style_image, run, 6, "--trainer.strategy", "ddp",
+                                      "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--threads", "1",
+                                      "--save_every_n_steps", "1")],
+                          capture_output=True, text=True, timeout=300, env=env, cwd=REPO)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out[-3000:]
+    assert "became nan by step 3: the run diverged" in out, out[-3000:]                   # rank 1
+    assert "became non-finite on another process by step 3: the run diverged" in out    # rank 0
+    assert "Traceback" not in out
+    net, meta = load_fast_checkpoint(run / "checkpoints" / "last.ckpt")
+    assert meta["steps"] == 2 and all(torch.isfinite(p).all() for p in net.parameters())
+
+
 def test_train_command_logs_the_temporal_term(photos, style_image, tmp_path):
     from impasto.cli import main
     run = tmp_path / "run"
