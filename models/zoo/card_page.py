@@ -92,7 +92,8 @@ def _compute_rows(card: dict) -> list[str]:
     if compute:
         lines.append(f"| compute | {compute.get('steps')} steps, {compute.get('images_seen')} images seen, "
                      f"{compute.get('hours')} h on {compute.get('device')} |")
-        for i, st in enumerate(compute.get("stages", []), 1):
+        stages = compute.get("stages", [])
+        for i, st in enumerate(stages, 1):
             extra = f", style layers {', '.join(st['style_layers'])}" if st.get("style_layers") else ""
             extra += f", {len(st['styles'])} styles at once" if st.get("styles") else ""
             extra += f", histogram weight {st['histogram_weight']:g}" if st.get("histogram_weight") else ""
@@ -107,6 +108,10 @@ def _compute_rows(card: dict) -> list[str]:
             extra += f" at batch {st['batch_size']}" if st.get("batch_size") else ""
             extra += f", photos at {st['resize_size']} px" if st.get("resize_size") else ""
             extra += f", {st['precision']}" if st.get("precision") else ""
+            extra += (f", gradients clipped at a norm of {st['gradient_clip_val']:g}"
+                      if st.get("gradient_clip_val") else "")
+            if i > 1 and st.get("arch") and st["arch"] != stages[i - 2].get("arch"):
+                extra += f", the network grown to {st['arch']} from the stage before"
             lines.append(f"| stage {i} | {st.get('steps')} steps at style weight {st.get('style_weight'):g}"
                          f"{extra}, config `{st.get('config_hash')}` |")
     lines.append(f"| network | {card.get('arch')}, {card.get('parameters'):,} parameters |")

@@ -164,3 +164,10 @@ def test_a_stage_row_names_its_batch_when_the_card_records_it(tmp_path):
     page = _page_of_two_stages(tmp_path, 600, {"batch_size": 8})
     assert "| stage 1 | 600 steps at style weight 3000, 256 px crops, config `abc` |" in page
     assert "| stage 2 | 600 steps at style weight 3000, 256 px crops at batch 8, config `abc` |" in page
+
+
+def test_a_stage_row_says_where_the_network_was_grown_and_its_gradients_clipped(tmp_path):
+    page = _page_of_two_stages(tmp_path, 500, {"arch": "slim_coarse", "gradient_clip_val": 20000.0})
+    assert "| stage 1 | 500 steps at style weight 3000, 256 px crops, config `abc` |" in page
+    assert ("| stage 2 | 500 steps at style weight 3000, 256 px crops, gradients clipped at a norm of 20000, "
+            "the network grown to slim_coarse from the stage before, config `abc` |") in page

@@ -146,8 +146,8 @@ def test_training_continues_from_a_bundled_onnx_network(tmp_path):
     with pytest.raises(ImpastoError, match="a slim_wide network, not slim"):
         FastStyleModule("candy.jpg", init_from=str(zoo / "candy.onnx"))
 
-    slim = str(zoo / "starry_night.onnx")   # a bundled slim network
-    single = FastStyleModule("starry_night.jpg", init_from=slim, channels_last=False).eval()
+    slim = str(zoo / "udnie.onnx")   # a bundled slim network
+    single = FastStyleModule("udnie.jpg", init_from=slim, channels_last=False).eval()
     session = ort.InferenceSession(slim, providers=["CPUExecutionProvider"])
     with torch.no_grad():
         np.testing.assert_allclose(single.net(torch.from_numpy(x)).numpy(), session.run(None, {"input": x})[0], atol=1e-4)
@@ -157,13 +157,13 @@ def test_training_continues_from_a_bundled_onnx_network(tmp_path):
     with pytest.raises(ImpastoError, match="8 styles, not 2"):
         MultiStyleModule(["a.jpg", "b.jpg"], init_from=str(zoo / "zoo8.onnx"))
     with pytest.raises(ImpastoError, match="a slim network, not medium"):
-        FastStyleModule("starry_night.jpg", arch="medium", init_from=slim)
-    dilated = FastStyleModule("starry_night.jpg", arch="slim_dilated", init_from=slim)
+        FastStyleModule("udnie.jpg", arch="medium", init_from=slim)
+    dilated = FastStyleModule("udnie.jpg", arch="slim_dilated", init_from=slim)
     assert dilated.net.spec.dilations and all(torch.equal(a, b) for a, b in
                                               zip(dilated.net.state_dict().values(), single.net.state_dict().values()))
     # slim's weights fill slim_skip but for the skip, which starts at zero: the bundled network exactly.
-    skip = FastStyleModule("starry_night.jpg", arch="slim_skip", init_from=slim, channels_last=False)
-    coarse = FastStyleModule("starry_night.jpg", arch="slim_coarse", init_from=slim, channels_last=False)
+    skip = FastStyleModule("udnie.jpg", arch="slim_skip", init_from=slim, channels_last=False)
+    coarse = FastStyleModule("udnie.jpg", arch="slim_coarse", init_from=slim, channels_last=False)
     with torch.no_grad():   # and slim_coarse, whose branch joins through a zero conv
         for grown in (skip, coarse):
             np.testing.assert_allclose(grown.net(torch.from_numpy(x)).numpy(), session.run(None, {"input": x})[0],
