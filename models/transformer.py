@@ -70,10 +70,10 @@ ARCHITECTURES = {
     # slim and slim_wide with centred strides: the same weights, without the grid's diagonal.
     "slim_centred": replace(_SLIM, centred=True),
     "slim_wide_centred": replace(_SLIM, channels=(32, 64, 128), centred=True),
-    # slim with a coarse branch: each output pixel sees 212 px each way instead of 60,
-    # the scale of the deepest style layer's features (relu5_1 sees 196 px), at a fifth more
-    # arithmetic. slim's weights fill it and it starts as slim exactly, so it grows a trained
-    # network rather than training one from its base.
+    # slim with a coarse branch: each output pixel sees 212 px each way instead of 60, the
+    # scale of the deepest style layer's features (relu5_1 sees 196 px), for 1.2-1.3x slim's
+    # time at 512 px. slim's weights fill it and it starts as slim exactly, so it grows a
+    # trained network rather than training one from its base.
     "slim_coarse": replace(_SLIM, coarse_dilations=(1, 2, 4, 2)),
 }
 
@@ -187,7 +187,7 @@ class TransformerNet(nn.Module):
 class CoarseBranch(nn.Module):
     """Residual blocks at half the body's resolution (an eighth of the photo's) and twice its width,
     for the largest shapes of a painting (starry_night's swirls): at that scale a 3x3 conv spans
-    24 px of the photo, and dilated ones more, for a quarter of the body's arithmetic per channel.
+    24 px of the photo, and dilated ones more, and a pixel costs a quarter of one in the body.
     Its output joins the body through a 1x1 conv that starts at zero (the zero convolution of
     Zhang et al. 2023's ControlNet), so a trained network grown by it starts unchanged."""
 

@@ -138,8 +138,8 @@ class FastStyleModule(pl.LightningModule):
         init_from: start from this network (a checkpoint with the same weights' names and shapes,
             e.g. the shared base network that gives photos back: `configs/fast/base.yaml`, or a
             slim network for slim_dilated, slim_centred, slim_skip or slim_coarse, whose skip or
-            coarse branch then starts at zero) instead of a random one. From random weights a network under a high style
-            weight loses the photo.
+            coarse branch then starts at zero) instead of a random one. From random weights a
+            network under a high style weight loses the photo.
         style_ramp_steps: the style weight rises linearly from 0 over this many steps, so the
             network paints on top of the content it already keeps.
         pixel_weight: weight of an RGB mean-squared error to the photo (the base network's
