@@ -15,9 +15,9 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -e ".[dev,openvino]"
 	touch $@
 
-# One pass of the bundled fast "candy" network over a photo, on onnxruntime.
+# One pass of the bundled default fast network (starry_night) over a photo.
 demo: venv
-	$(BIN)/impasto stylize $(SHARED)/data/content/tubingen.jpg --style candy --size 768 -o out/demo.jpg
+	$(BIN)/impasto stylize $(SHARED)/data/content/tubingen.jpg --size 768 -o out/demo.jpg
 
 # The web-page test drives Debian's headless Chromium: installed here when it is missing.
 chromium:

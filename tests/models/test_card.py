@@ -171,3 +171,11 @@ def test_a_stage_row_says_where_the_network_was_grown_and_its_gradients_clipped(
     assert "| stage 1 | 500 steps at style weight 3000, 256 px crops, config `abc` |" in page
     assert ("| stage 2 | 500 steps at style weight 3000, 256 px crops, gradients clipped at a norm of 20000, "
             "the network grown to slim_coarse from the stage before, config `abc` |") in page
+
+
+def test_the_bundled_default_is_the_best_held_out_painter():
+    """The default style is what a new user sees first (`make demo`, the web page): the bundled
+    single-style network with the highest held-out style reduction in its card."""
+    def reduction(style):
+        return style["card"]["quality"]["style_quality"]["style_reduction"]
+    assert zoo.default_style(zoo.bundled_dir()) == max(BUNDLED, key=reduction)["name"]
