@@ -75,6 +75,9 @@ ARCHITECTURES = {
     # time at 512 px. slim's weights fill it and it starts as slim exactly, so it grows a
     # trained network rather than training one from its base.
     "slim_coarse": replace(_SLIM, coarse_dilations=(1, 2, 4, 2)),
+    # the same branch on slim_wide (the bundled candy and mosaic): it grows them as slim_coarse
+    # grows slim.
+    "slim_wide_coarse": replace(_SLIM, channels=(32, 64, 128), coarse_dilations=(1, 2, 4, 2)),
 }
 
 

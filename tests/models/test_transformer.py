@@ -56,9 +56,10 @@ def test_slim_dilated_sees_farther_with_slims_weights():
     assert _reach("slim_dilated") >= 1.6 * _reach("slim")   # 100 px against 60
 
 
-def test_slim_coarse_starts_as_slim_and_then_sees_four_times_as_far():
+@pytest.mark.parametrize("body", ["slim", "slim_wide"])
+def test_a_coarse_branch_starts_as_its_body_and_then_sees_four_times_as_far(body):
     torch.manual_seed(0)
-    slim, coarse = TransformerNet("slim").eval(), TransformerNet("slim_coarse").eval()
+    slim, coarse = TransformerNet(body).eval(), TransformerNet(body + "_coarse").eval()
     assert coarse.can_start_from(slim.state_dict()) and not slim.can_start_from(coarse.state_dict())
     coarse.load_state_dict(slim.state_dict(), strict=False)
     x = torch.rand(1, 3, 45, 70)                          # odd sides: the branch's grid is cropped
@@ -66,7 +67,7 @@ def test_slim_coarse_starts_as_slim_and_then_sees_four_times_as_far():
         assert torch.equal(coarse(x), slim(x))             # its 1x1 out conv starts at zero
         nn.init.normal_(coarse.coarse.out.weight, std=0.1)  # as training moves it
         assert not torch.allclose(coarse(x), slim(x))
-    assert _reach(coarse) >= 3.5 * _reach("slim")           # 212 px against 60
+    assert _reach(coarse) >= 3.5 * _reach(body)             # 212 px against 60
 
 
 def test_slim_skip_passes_the_photo_to_the_output():
