@@ -52,6 +52,7 @@ class Architecture:
 # onnxruntime). About 1/20 of Johnson's FLOPs.
 _SLIM = Architecture(channels=(16, 32, 64), res_blocks=5, separable=True, edge_kernel=5, padding="zeros",
                      stem_padding="reflect", strides=(2, 2, 1), subpixel_output=True, subpixel_blur=True)
+_SLIM_WIDE = replace(_SLIM, channels=(32, 64, 128))   # slim at twice its width
 
 ARCHITECTURES = {
     # Johnson et al. 2016, as published.
@@ -61,7 +62,7 @@ ARCHITECTURES = {
     "medium": Architecture(channels=(24, 48, 96), padding="zeros", stem_padding="reflect"),
     "slim": _SLIM,
     # slim at twice its width: the capacity lever that keeps slim's real-time layout.
-    "slim_wide": replace(_SLIM, channels=(32, 64, 128)),
+    "slim_wide": _SLIM_WIDE,
     # slim with dilated residual blocks: each output pixel sees 100 px each way instead of 60,
     # with slim's weights and arithmetic, for shapes larger than slim's strokes (candy's circles).
     "slim_dilated": replace(_SLIM, dilations=(1, 2, 4, 2, 1)),
@@ -69,7 +70,7 @@ ARCHITECTURES = {
     "slim_skip": replace(_SLIM, input_skip=True),
     # slim and slim_wide with centred strides: the same weights, without the grid's diagonal.
     "slim_centred": replace(_SLIM, centred=True),
-    "slim_wide_centred": replace(_SLIM, channels=(32, 64, 128), centred=True),
+    "slim_wide_centred": replace(_SLIM_WIDE, centred=True),
     # slim with a coarse branch: each output pixel sees 212 px each way instead of 60, the
     # scale of the deepest style layer's features (relu5_1 sees 196 px), for 1.2-1.3x slim's
     # time at 512 px. slim's weights fill it and it starts as slim exactly, so it grows a
@@ -77,7 +78,7 @@ ARCHITECTURES = {
     "slim_coarse": replace(_SLIM, coarse_dilations=(1, 2, 4, 2)),
     # the same branch on slim_wide (the bundled candy and mosaic): it grows them as slim_coarse
     # grows slim.
-    "slim_wide_coarse": replace(_SLIM, channels=(32, 64, 128), coarse_dilations=(1, 2, 4, 2)),
+    "slim_wide_coarse": replace(_SLIM_WIDE, coarse_dilations=(1, 2, 4, 2)),
 }
 
 
