@@ -26,7 +26,7 @@ def register(sub) -> None:
     p.add_argument("--style", help="style name stored in the model (default: from the checkpoint)")
     p.add_argument("--arch", help="architecture, when the checkpoint does not say "
                    "(johnson, medium, slim, slim_wide, slim_dilated, slim_skip, slim_centred, "
-                   "slim_wide_centred, slim_coarse) (default: the checkpoint's)")
+                   "slim_wide_centred, slim_coarse, slim_wide_coarse) (default: the checkpoint's)")
     p.add_argument("--opset", type=integer(7, 99), default=None, help="ONNX opset (default: %(default)s = current)")
     p.add_argument("--photos", help="folder of real photos for the parity check and quality deltas (default: none, random inputs only)")
     p.add_argument("--calibration", help="folder of photos to calibrate int8 on (default: --photos)")

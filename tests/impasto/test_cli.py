@@ -72,6 +72,13 @@ def test_defaults_stated_by_the_cli_match_the_libraries():
     assert video_options.DEFAULT_STRENGTH == serve_video.DEFAULT_STRENGTH
 
 
+def test_export_help_names_every_architecture(capsys):
+    from impasto.models.transformer import ARCHITECTURES
+    text = " ".join(help_text("export", capsys).split())
+    listed = re.search(r"--arch ARCH architecture, when the checkpoint does not say \(([^)]*)\)", text).group(1)
+    assert sorted(listed.split(", ")) == sorted(ARCHITECTURES)
+
+
 def test_optimize_size_defaults_to_the_photo_capped_like_stylize():
     assert default_size(None, 128) == 128                      # a small photo is not upscaled
     assert default_size(None, 3000) == MAX_DEFAULT_SIZE == 512
