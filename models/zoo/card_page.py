@@ -94,7 +94,8 @@ def _compute_rows(card: dict) -> list[str]:
                      f"{compute.get('hours')} h on {compute.get('device')} |")
         stages = compute.get("stages", [])
         for i, st in enumerate(stages, 1):
-            extra = f", style layers {', '.join(st['style_layers'])}" if st.get("style_layers") else ""
+            extra = " (raw Gram loss, not relative)" if st.get("style_relative") is False else ""
+            extra += f", style layers {', '.join(st['style_layers'])}" if st.get("style_layers") else ""
             extra += f", {len(st['styles'])} styles at once" if st.get("styles") else ""
             extra += f", histogram weight {st['histogram_weight']:g}" if st.get("histogram_weight") else ""
             if st.get("temporal_weight"):

@@ -173,6 +173,12 @@ def test_a_stage_row_says_where_the_network_was_grown_and_its_gradients_clipped(
             "the network grown to slim_coarse from the stage before, config `abc` |") in page
 
 
+def test_a_stage_row_says_when_it_trained_on_the_raw_gram_loss(tmp_path):
+    page = _page_of_two_stages(tmp_path, 500, {"style_relative": False})
+    assert "| stage 1 | 500 steps at style weight 3000, 256 px crops, config `abc` |" in page
+    assert "| stage 2 | 500 steps at style weight 3000 (raw Gram loss, not relative), 256 px crops, config `abc` |" in page
+
+
 def test_the_bundled_default_is_the_best_held_out_painter():
     """The default style is what a new user sees first (`make demo`, the web page): the bundled
     single-style network with the highest held-out style reduction in its card."""
