@@ -8,6 +8,7 @@ from .options import add_parser, number
 
 CONFIGS = Path("configs/fast")   # relative to the repository root, where it runs (as the configs' own paths)
 MULTI = Path("configs/multistyle/zoo8.yaml")
+ZOO = Path("models/zoo")
 
 
 def register(sub) -> None:
@@ -22,8 +23,12 @@ def register(sub) -> None:
                                "OUT/results/<style>.ckpt "
                                "(<style>_video.ckpt) without its optimiser state.\n"
                                "Run it from the repository root.\n\n"
+                               "With --from-zoo, every style goes on from its bundled network instead, on the\n"
+                               "recipe its model card records, with configs/fast/gpu_zoo.yaml on top (the\n"
+                               "learning rate annealed to zero by the deadline).\n\n"
                                "examples:\n  impasto train-gpu --pack packs/coco --minutes 12\n"
-                               "  impasto train-gpu --pack packs/coco --styles candy --multi     # candy alone")
+                               "  impasto train-gpu --pack packs/coco --styles candy --multi     # candy alone\n"
+                               "  impasto train-gpu --pack packs/coco --from-zoo --multi --video-share 0 --minutes 8")
     p.add_argument("--pack", type=Path, required=True, help="a pack written by `impasto pack`")
     p.add_argument("--configs", type=Path, nargs="+", default=[str(CONFIGS)],
                    help="style configs: YAML files or folders of them")
@@ -36,8 +41,11 @@ def register(sub) -> None:
     p.add_argument("--multi", type=Path, nargs="*", default=[str(MULTI)],
                    help="multi-style configs to train beside the styles; `--multi` alone: none "
                         f"(default: the bundled eight-style network's, {MULTI})")
-    p.add_argument("--profile", type=Path, default=CONFIGS / "gpu.yaml",
-                   help="applied on top of every config")
+    p.add_argument("--profile", type=Path, default=None,
+                   help=f"applied on top of every config (default: {CONFIGS / 'gpu.yaml'}; "
+                        f"with --from-zoo, {CONFIGS / 'gpu_zoo.yaml'})")
+    p.add_argument("--from-zoo", nargs="?", type=Path, const=ZOO, default=None, metavar="FOLDER",
+                   help=f"go on from the bundled networks (default folder: {ZOO}), each on its card's recipe")
     p.add_argument("--video-share", type=number(0, lt=1), default=0.25,
                    help="share of the styles' time for their video networks; 0: none")
     p.add_argument("--video-profile", type=Path, default=CONFIGS / "video.yaml",
@@ -48,6 +56,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from impasto.training.fast.gpu import train_all
+    profile = args.profile or CONFIGS / ("gpu_zoo.yaml" if args.from_zoo else "gpu.yaml")
     return train_all(args.pack, [Path(c) for c in args.configs], args.styles.split(",") if args.styles else None,
-                     args.minutes, args.base_steps, args.workers, args.out, args.base, args.profile,
-                     [Path(m) for m in args.multi], args.video_profile, args.video_share)
+                     args.minutes, args.base_steps, args.workers, args.out, args.base, profile,
+                     [Path(m) for m in args.multi], args.video_profile, args.video_share, args.from_zoo)

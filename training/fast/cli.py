@@ -19,6 +19,7 @@ from .checkpoint import FiniteLossGuard, SafetyCheckpoint, config_hash
 from .csvlog import ResumableCSVLogger, checkpoint_step
 from .data import PhotoDataModule
 from .module import FastStyleModule
+from .schedule import DeadlineDecay
 
 TRAINER_DEFAULTS = {
     "accelerator": "auto",
@@ -60,6 +61,7 @@ class FastStyleCLI(LightningCLI):
                             every_n_train_steps=cfg.save_every_n_steps, auto_insert_metric_name=False,
                             enable_version_counter=False),
             SafetyCheckpoint(ckpt_dir),
+            DeadlineDecay(),
         ]
         if trainer_cfg.get("enable_progress_bar", True) is not False:
             callbacks.append(RichProgressBar(leave=True))

@@ -25,11 +25,9 @@ import random
 from pathlib import Path
 from typing import Optional
 
-import datasets
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from datasets import Image as ImageFeature
 from PIL import Image, ImageFile, ImageOps
 from torch.utils.data import DataLoader, Dataset, Sampler
 
@@ -249,6 +247,9 @@ class PhotoDataModule(pl.LightningDataModule):
         elif Path(self.source).exists():
             raise ImpastoError(f"{self.source}: give a folder of images or a hub dataset name")
         else:
+            import datasets   # the hub alone needs it: a folder of photos trains without it
+            from datasets import Image as ImageFeature
+
             column = self.image_column
             try:
                 table = datasets.load_dataset(self.source, split=self.split, streaming=self.streaming)

@@ -41,7 +41,7 @@ from impasto.errors import ImpastoError
 IMPASTO = [sys.executable, "-c", "import sys; from impasto.cli import main; sys.exit(main(sys.argv[1:]))"]
 
 
-PROFILES = ("base", "gpu", "video")   # the files in configs/fast/ that are not styles
+PROFILES = ("base", "gpu", "gpu_zoo", "video")   # the files in configs/fast/ that are not styles
 
 
 def style_configs(places: list[Path], only: list[str] | None) -> list[Path]:
@@ -60,6 +60,22 @@ def video_configs(style: Path, profile: Path, video_profile: Path) -> list[Path]
     profile, and the style's own video recipe beside it (video/<style>.yaml) where there is one."""
     own = video_profile.with_suffix("") / style.name
     return [style, profile, video_profile, *([own] if own.is_file() else [])]
+
+
+def zoo_config(style: str, zoo: Path, out: Path) -> Path:
+    """The recipe a bundled network's card records (its last stage's model and data), starting from
+    the bundled network itself, written as a config for `--from-zoo`."""
+    card, network = zoo / f"{style}.json", zoo / f"{style}.onnx"
+    if not (card.is_file() and network.is_file()):
+        raise ImpastoError(f"--from-zoo: no bundled network for {style} ({network} and its card {card.name})")
+    recorded = json.loads(card.read_text()).get("config") or {}
+    if not recorded.get("model"):
+        raise ImpastoError(f"--from-zoo: {card} records no training config to go on with")
+    config = {"model": {**recorded["model"], "init_from": str(network)}, "data": recorded.get("data") or {}}
+    path = out / "configs" / f"{style}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
 
 
 def pack_overrides(pack: Path, config: dict, workers: int) -> list[str]:
@@ -99,10 +115,16 @@ def check_pack_depth(pack_info: dict, configs: dict[str, dict]) -> None:
                                f"write the pack with `impasto pack --last-conv {need}`")
 
 
-def slim_checkpoint(src: Path, dst: Path) -> None:
-    """The network and its meta, without the optimiser's state (a third of the size)."""
+def slim_checkpoint(src: Path, dst: Path, painting: str | None = None) -> None:
+    """The network and its meta, without the optimiser's state (a third of the size). `painting`:
+    the style image as the config names it, in place of the pack's resized copy, so that the card
+    and `bench/style_quality.py` hold the network to the painting itself."""
     ckpt = torch.load(src, map_location="cpu", weights_only=False)
     keep = {k: ckpt[k] for k in ("impasto", "state_dict", "global_step", "epoch") if k in ckpt}
+    meta = keep.get("impasto") or {}
+    if painting and meta.get("style_image"):
+        meta["style_image"] = painting
+        ((meta.get("config") or {}).get("model") or {})["style_image"] = painting
     keep["state_dict"] = {k: v for k, v in keep["state_dict"].items() if k.startswith("net.")}
     dst.parent.mkdir(parents=True, exist_ok=True)
     torch.save(keep, dst)
@@ -154,9 +176,11 @@ def train_all(pack: Path, configs: list[Path], styles: list[str] | None = None, 
               base_steps: int = 800, workers: int = 2, out: Path = Path("runs/gpu"),
               base: Path = Path("configs/fast/base.yaml"), profile: Path = Path("configs/fast/gpu.yaml"),
               multi: list[Path] = (), video_profile: Path = Path("configs/fast/video.yaml"),
-              video_share: float = 0.25) -> int:
+              video_share: float = 0.25, from_zoo: Path | None = None) -> int:
     """The bases, then every style (and every multi-style network) at once, then every style's video
-    network; 0 when every run ended well."""
+    network; 0 when every run ended well. `from_zoo` (a folder of bundled networks and their cards,
+    with `profile` configs/fast/gpu_zoo.yaml): each style goes on from its bundled network, on the
+    recipe its card records, instead of from a base."""
     if not 0 <= video_share < 1:
         raise ImpastoError(f"video_share is the budget's share for the video networks, in [0, 1); got {video_share}")
     start = time.time()
@@ -171,6 +195,8 @@ def train_all(pack: Path, configs: list[Path], styles: list[str] | None = None, 
             raise ImpastoError(f"{m}: no such multi-style config")
     if video_share and not video_profile.is_file():
         raise ImpastoError(f"{video_profile}: no such video profile")
+    if from_zoo:   # each style's own recipe, as its card records it, in place of its config file
+        configs = [zoo_config(c.stem, from_zoo, out) for c in configs]
     loaded = {c.stem: load_stack([c, profile]) for c in [*configs, *multi]}
     base_yaml = load_stack([base, profile])
     videos = {f"{c.stem}_video": video_configs(c, profile, video_profile) for c in configs} if video_share else {}
@@ -179,8 +205,9 @@ def train_all(pack: Path, configs: list[Path], styles: list[str] | None = None, 
     # relative paths stay relative: they end up in the model cards
 
     # 1. one base network per architecture the styles use
-    archs = sorted({(cfg.get("model") or {}).get("arch", "slim") for cfg in loaded.values()
-                    if (cfg.get("model") or {}).get("init_from")})
+    from_base = [c for c in [*configs, *multi] if (loaded[c.stem].get("model") or {}).get("init_from")
+                 and not (from_zoo and c in configs)]
+    archs = sorted({(loaded[c.stem].get("model") or {}).get("arch", "slim") for c in from_base})
     procs, logs = {}, {}
     for arch in archs:
         name = f"base_{arch}"
@@ -200,7 +227,7 @@ def train_all(pack: Path, configs: list[Path], styles: list[str] | None = None, 
         cfg = loaded[config.stem]
         share = remaining if config in multi else remaining * (1 - video_share)
         extra = pack_overrides(pack, cfg, workers) + ["--trainer.max_time", hms(share)]
-        if (cfg.get("model") or {}).get("init_from"):
+        if config in from_base:
             start_from = bases[cfg["model"].get("arch", "slim")]
             if not start_from.is_file():
                 print(f"  {config.stem}: skipped, its base network did not train", flush=True)
@@ -232,7 +259,8 @@ def train_all(pack: Path, configs: list[Path], styles: list[str] | None = None, 
         if not last.is_file():
             summary["runs"][name] = {"exit": codes.get(name), "checkpoint": None}
             continue
-        slim_checkpoint(last, out / "results" / f"{name}.ckpt")
+        painting = ((loaded.get(name.removesuffix("_video")) or {}).get("model") or {}).get("style_image")
+        slim_checkpoint(last, out / "results" / f"{name}.ckpt", painting)
         meta = torch.load(last, map_location="cpu", weights_only=False).get("impasto", {})
         summary["runs"][name] = {"exit": codes.get(name), **{k: meta.get(k) for k in (
             "steps", "images_seen", "wall_time_s", "loss_terms", "val_loss_terms", "config_hash")}}

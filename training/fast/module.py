@@ -10,13 +10,12 @@ the small transformer. The checkpoint contract for `impasto export` is in `check
 
 from __future__ import annotations
 
-import math
 import platform
 import time
 from collections import deque
 from dataclasses import asdict
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 import pytorch_lightning as pl
 import torch
@@ -33,6 +32,7 @@ from impasto.models.transformer import ARCHITECTURES, TransformerNet
 from impasto.models.weights import load_vgg_weights
 
 from .checkpoint import META_KEY, config_hash, load_fast_checkpoint
+from .schedule import check_lr_decay, lr_at
 from .temporal import Motion, temporal_loss
 
 
@@ -72,11 +72,6 @@ def load_style_image(path: str, size: Optional[int]) -> torch.Tensor:
     return to_tensor(images.load(path, max_side=size))
 
 
-def check_lr_decay(lr_decay: Optional[Sequence[int]]) -> None:
-    if lr_decay is not None and (len(lr_decay) != 2 or not 0 <= lr_decay[0] < lr_decay[1]):
-        raise ImpastoError(f"lr_decay is [start, end] steps with 0 <= start < end; got {list(lr_decay)}")
-
-
 def check_edge_margin(edge_margin: int) -> None:
     if edge_margin < 0 or edge_margin % 4:
         raise ImpastoError(f"edge_margin is a margin in pixels, a multiple of 4 (0: none); got {edge_margin}")
@@ -91,15 +86,6 @@ def with_margin(x: torch.Tensor, margin: int, paint) -> torch.Tensor:
     if margin >= min(h, w):   # a reflection cannot be wider than the image
         raise ImpastoError(f"edge_margin {margin} needs images larger than it; got {w}x{h} (data.image_size)")
     return paint(F.pad(x, (margin, margin, margin, margin), mode="reflect"))[..., margin:margin + h, margin:margin + w]
-
-
-def lr_at(step: int, lr: float, lr_decay: Optional[Sequence[int]]) -> float:
-    """The learning rate at a global step: `lr`, then a half cosine from `lr` to 0 over lr_decay."""
-    if not lr_decay:
-        return lr
-    start, end = lr_decay
-    done = min(max((step - start) / (end - start), 0.0), 1.0)
-    return lr * 0.5 * (1.0 + math.cos(math.pi * done))
 
 
 class FastStyleModule(pl.LightningModule):
@@ -130,7 +116,8 @@ class FastStyleModule(pl.LightningModule):
         lr: Adam learning rate.
         lr_decay: [start, end] global steps: the learning rate holds until `start`, then falls along
             a half cosine to zero at `end` and stays there; none: constant. Global steps, so a
-            resumed run continues on the same curve (set max_steps to `end`).
+            resumed run continues on the same curve (set max_steps to `end`). "deadline": the end
+            is the step at which trainer.max_time runs out, measured from the run's own pace.
         channels_last: run the transformer and VGG in channels-last memory format (faster on CPU).
         bf16_gram: under bf16-mixed precision, multiply the style Grams in bf16 too (AVX-512 BF16 units; about
             0.4% rounding per entry, far below a step's noise; bench/bench_training.py measures it).
@@ -174,7 +161,7 @@ class FastStyleModule(pl.LightningModule):
                  init_from: Optional[str] = None, style_ramp_steps: int = 0, pixel_weight: float = 0.0,
                  style_relative: bool = False, temporal_weight: float = 0.0,
                  temporal_motion: Optional[dict] = None, temporal_lowpass: int = 1,
-                 lr_decay: Optional[Sequence[int]] = None, edge_margin: int = 0,
+                 lr_decay: Optional[Union[Sequence[int], str]] = None, edge_margin: int = 0,
                  mirror_objective: bool = False):
         super().__init__()
         check_lr_decay(lr_decay)
@@ -406,6 +393,8 @@ class FastStyleModule(pl.LightningModule):
             if self._trainer is not None else None,
             "input_range": [0.0, 1.0],
         }
+        if hp.get("lr_decay") is not None:   # as run: a deadline's resolved [start, end]
+            meta["lr_decay"] = list(hp.lr_decay) if not isinstance(hp.lr_decay, str) else hp.lr_decay
         if hp.get("edge_margin"):   # the margin it was trained with is the one it needs (export stores it)
             meta["edge_margin"] = hp.edge_margin
         if meta["batch_size"]:

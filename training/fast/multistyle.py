@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 import torch
 
@@ -55,7 +55,7 @@ class MultiStyleModule(FastStyleModule):
                  style_layer_weights: Optional[Sequence[float]] = None, vgg_weights: Optional[str] = None,
                  lr: float = 1e-3, channels_last: bool = True, bf16_gram: bool = True, grid_size: int = 4,
                  init_from: Optional[str] = None, add_to: Optional[str] = None, style_ramp_steps: int = 0,
-                 style_relative: bool = False, lr_decay: Optional[Sequence[int]] = None, edge_margin: int = 0,
+                 style_relative: bool = False, lr_decay: Optional[Union[Sequence[int], str]] = None, edge_margin: int = 0,
                  style_weight_scales: Optional[Sequence[float]] = None):
         super().__init__(style_image=None, style_name=network_name, arch=arch, style_size=style_size,
                          content_weight=content_weight, style_weight=0.0, tv_weight=tv_weight,

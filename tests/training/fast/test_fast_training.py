@@ -129,11 +129,40 @@ def test_lr_decay_follows_the_global_step_across_a_resume(photos, style_image, t
         assert used == pytest.approx(lr_at(6, 0.01, (3, 7))) and used < 0.2 * 0.01
 
 
+def test_a_deadline_decay_anneals_to_zero_as_the_time_budget_runs_out(photos, style_image, tmp_path):
+    """`lr_decay: deadline` measures the run's own pace, fixes the cosine's end at the step the
+    time runs out, and stops there with the rate at zero, well inside max_time."""
+    import time
+
+    from impasto.training.fast.cli import cli_main
+    from impasto.training.fast.schedule import lr_at
+
+    run = tmp_path / "run"
+    started = time.monotonic()
+    assert cli_main(tiny_args(photos, style_image, run, 100000, "--model.lr_decay", "deadline",
+                              "--trainer.max_time", "00:00:00:25", "--trainer.val_check_interval", "1000",
+                              "--save_every_n_steps", "1000")) == 0
+    took = time.monotonic() - started
+    state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    start, end = state["hyper_parameters"]["lr_decay"]
+    assert start == 0 and end > 120                       # resolved after 20 + 100 timed steps
+    assert state["global_step"] == end                    # stopped by the end it chose, not by the timer
+    assert state["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(lr_at(end - 1, 0.01, (0, end)))
+    assert lr_at(end - 1, 0.01, (0, end)) < 1e-5
+    assert took < 25 + 15                                 # start-up and the last save on top of the budget
+
+
+def test_a_deadline_decay_needs_a_time_budget(photos, style_image, tmp_path):
+    from impasto.training.fast.cli import cli_main
+    with pytest.raises(ImpastoError, match="give trainer.max_time"):
+        cli_main(tiny_args(photos, style_image, tmp_path / "run", 5, "--model.lr_decay", "deadline"))
+
+
 def test_lr_decay_is_a_half_cosine_and_bad_ranges_are_refused(style_image):
     from impasto.training.fast.module import FastStyleModule, lr_at
     assert lr_at(10, 1e-3, None) == 1e-3
     assert [lr_at(s, 1.0, (4, 8)) for s in (0, 4, 6, 8, 20)] == pytest.approx([1.0, 1.0, 0.5, 0.0, 0.0])
-    for bad in ([5, 5], [8, 4], [-1, 3], [3]):
+    for bad in ([5, 5], [8, 4], [-1, 3], [3], "soon"):
         with pytest.raises(ImpastoError, match="lr_decay is \\[start, end\\]"):
             FastStyleModule(style_image, lr_decay=bad)
 

@@ -137,7 +137,7 @@ def test_gpu_script_plans_from_the_configs(tmp_path, pack):
     from impasto.training.fast.gpu import pack_overrides, slim_checkpoint, style_configs
     configs = style_configs([REPO / "configs" / "fast"], None)
     assert {"candy", "mosaic", "starry_night", "udnie"} <= {c.stem for c in configs}
-    assert not {"base", "gpu", "video"} & {c.stem for c in configs}   # profiles, not styles
+    assert not {"base", "gpu", "gpu_zoo", "video"} & {c.stem for c in configs}   # profiles, not styles
     args = pack_overrides(pack, yaml.safe_load((REPO / "configs" / "fast" / "candy.yaml").read_text()), 2)
     pairs = dict(zip(args[::2], args[1::2]))
     assert Path(pairs["--model.style_image"]) == pack / "styles" / "candy.jpg"
@@ -271,12 +271,59 @@ def test_gpu_command_trains_base_style_and_multi_style_end_to_end(data, tmp_path
     assert all(Path(p).parent == pack / "styles" for p in meta["style_images"])   # the pack's paintings
     _, candy = load_fast_checkpoint(out / "results" / "candy.ckpt")
     assert candy["style"] == "candy"
+    assert candy["style_image"] == "../shared/data/style/candy.jpg"   # the painting, not the pack's copy
     _, steady = load_fast_checkpoint(out / "results" / "candy_video.ckpt")
     model = steady["config"]["model"]
     assert steady["style"] == "candy" and model["temporal_weight"] == video["model"]["temporal_weight"] > 0
     assert model["temporal_lowpass"] == 2 and model["style_layers"] == video["model"]["style_layers"]
     assert Path(model["init_from"]) == out / "candy" / "checkpoints" / "last.ckpt"   # from its photo network
     assert model["style_ramp_steps"] == 0 and model["arch"] == arch
+
+
+def test_gpu_command_goes_on_from_the_bundled_networks(data, tmp_path):
+    """`impasto train-gpu --from-zoo`: a style starts from its bundled ONNX network, on the recipe its
+    card records (architecture, loss, weight), with the profile on top; a pack too shallow for a
+    card's layers, or a style with no bundled network, is refused before any training."""
+    import yaml
+
+    from impasto.training.fast.checkpoint import load_fast_checkpoint
+    from impasto.training.fast.pack import make_pack
+    from helpers import cli
+    card = json.loads((REPO / "models" / "zoo" / "udnie.json").read_text())
+    pack = tmp_path / "pack"
+    make_pack(data.parent, pack, photos=6, holdout=2, side=96, style_side=128, styles=["udnie"],
+              last_conv=("conv" + max(card["config"]["model"]["style_layers"])[4:]))
+    profile = tmp_path / "tiny_zoo.yaml"
+    zoo_profile = yaml.safe_load((REPO / "configs" / "fast" / "gpu_zoo.yaml").read_text())
+    zoo_profile["model"].update({"style_size": 64, "lr_decay": None})
+    zoo_profile["data"] = {"image_size": 32, "resize_size": 48, "val_size": 32, "batch_size": 2}
+    zoo_profile["trainer"].update({"precision": "32-true", "max_steps": 2, "val_check_interval": 2,
+                                   "enable_model_summary": False, "benchmark": False})
+    zoo_profile.update({"save_every_n_steps": 2, "threads": 1})
+    profile.write_text(yaml.safe_dump(zoo_profile))
+    out = tmp_path / "gpu"
+    r = cli("train-gpu", "--pack", str(pack), "--styles", "udnie", "--from-zoo", "--multi", "--video-share", "0",
+            "--profile", str(profile), "--workers", "0", "--minutes", "10", "--out", str(out), timeout=600)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    assert "base_" not in r.stdout                               # no base network: the bundled one is the start
+    _, meta = load_fast_checkpoint(out / "results" / "udnie.ckpt")
+    model = meta["config"]["model"]
+    assert meta["arch"] == card["arch"] and meta["steps"] == 2
+    assert Path(model["init_from"]) == Path("models/zoo/udnie.onnx")
+    assert (model["style_weight"], model["style_layers"]) == (card["config"]["model"]["style_weight"],
+                                                               card["config"]["model"]["style_layers"])
+    assert model["lr"] == zoo_profile["model"]["lr"] and model["style_ramp_steps"] == 0
+    assert meta["style_image"] == card["config"]["model"]["style_image"]   # the painting, not the pack's copy
+
+    shallow = tmp_path / "shallow"
+    make_pack(data.parent, shallow, photos=6, holdout=2, side=96, style_side=128, styles=["candy"],
+              last_conv="conv4_3")
+    r = cli("train-gpu", "--pack", str(shallow), "--styles", "candy", "--from-zoo", "--multi",
+            "--out", str(tmp_path / "no"))
+    assert r.returncode != 0 and "the pack stops at conv4_3" in r.stderr and "Traceback" not in r.stderr
+    r = cli("train-gpu", "--pack", str(shallow), "--styles", "candy", "--from-zoo", str(tmp_path), "--multi",
+            "--out", str(tmp_path / "no"))
+    assert r.returncode != 0 and "no bundled network for candy" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_the_mirror_objective_scores_every_other_step_in_the_mirror(data, weights_path, tmp_path, monkeypatch):

@@ -1,0 +1,83 @@
+"""The learning rate's schedule: a half cosine over global steps, whose end is either given or
+fixed by the time budget (`lr_decay: deadline`)."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Optional, Sequence, Union
+
+import pytorch_lightning as pl
+from pytorch_lightning.callbacks import Timer
+
+from impasto.errors import ImpastoError
+
+DEADLINE = "deadline"
+
+
+def check_lr_decay(lr_decay: Optional[Union[Sequence[int], str]]) -> None:
+    if lr_decay == DEADLINE:
+        return
+    if isinstance(lr_decay, str) or (lr_decay is not None and (
+            len(lr_decay) != 2 or not 0 <= lr_decay[0] < lr_decay[1])):
+        raise ImpastoError(f"lr_decay is [start, end] steps with 0 <= start < end, or \"{DEADLINE}\"; "
+                           f"got {lr_decay!r}")
+
+
+def lr_at(step: int, lr: float, lr_decay: Optional[Union[Sequence[int], str]]) -> float:
+    """The learning rate at a global step: `lr`, then a half cosine from `lr` to 0 over lr_decay
+    (held at `lr` while a deadline's end is not known yet)."""
+    if not lr_decay or lr_decay == DEADLINE:
+        return lr
+    start, end = lr_decay
+    done = min(max((step - start) / (end - start), 0.0), 1.0)
+    return lr * 0.5 * (1.0 + math.cos(math.pi * done))
+
+
+def deadline_end(step: int, seconds_per_step: float, seconds_left: float, margin: float = 0.95) -> int:
+    """The step at which `seconds_left` (less a margin for validation and the last save) runs out."""
+    return step + max(1, int(seconds_left * margin / seconds_per_step))
+
+
+class DeadlineDecay(pl.Callback):
+    """`lr_decay: deadline` anneals the learning rate to zero by the trainer's max_time, whatever the
+    machine's pace: a GPU's budget in minutes, not in steps nobody could guess beforehand.
+
+    After `warmup` steps (start-up, kernel selection) it times the next `measure` steps, then sets
+    lr_decay to [first step, the step the time runs out at] and max_steps to that end, so the run
+    stops there annealed. The resolved schedule is saved with the hyperparameters (the card says it)."""
+
+    def __init__(self, warmup: int = 20, measure: int = 100):
+        self.warmup, self.measure = warmup, measure
+        self._first: Optional[int] = None
+        self._timed_from: Optional[tuple[int, float]] = None
+
+    def on_train_start(self, trainer, pl_module):
+        if pl_module.hparams.get("lr_decay") == DEADLINE and self._timer(trainer) is None:
+            raise ImpastoError(f"lr_decay: {DEADLINE} anneals by the time budget: give trainer.max_time too")
+
+    @staticmethod
+    def _timer(trainer) -> Optional[Timer]:
+        timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
+        return timer if timer is not None and timer.time_remaining() is not None else None
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if pl_module.hparams.get("lr_decay") != DEADLINE:
+            return
+        step = trainer.global_step
+        if self._first is None:
+            self._first = step
+        if self._timed_from is None:
+            if step - self._first >= self.warmup:
+                self._timed_from = (step, time.perf_counter())
+            return
+        timed_step, timed_at = self._timed_from
+        if step - timed_step < self.measure:
+            return
+        pace = (time.perf_counter() - timed_at) / (step - timed_step)
+        end = deadline_end(step, pace, self._timer(trainer).time_remaining())
+        if trainer.max_steps is not None and trainer.max_steps > 0:
+            end = min(end, trainer.max_steps)
+        pl_module.hparams.lr_decay = [self._first, max(end, step + 1)]
+        trainer.fit_loop.epoch_loop.max_steps = pl_module.hparams.lr_decay[1]
+        print(f"lr_decay: {DEADLINE} -> {pl_module.hparams.lr_decay} ({pace * 1000:.1f} ms a step)", flush=True)
