@@ -34,7 +34,7 @@ def lr_at(step: int, lr: float, lr_decay: Optional[Union[Sequence[int], str]]) -
     return lr * 0.5 * (1.0 + math.cos(math.pi * done))
 
 
-def deadline_end(step: int, seconds_per_step: float, seconds_left: float, margin: float = 0.95) -> int:
+def deadline_end(step: int, seconds_per_step: float, seconds_left: float, margin: float = 0.9) -> int:
     """The step at which `seconds_left` (less a margin for validation and the last save) runs out."""
     return step + max(1, int(seconds_left * margin / seconds_per_step))
 
@@ -43,18 +43,23 @@ class DeadlineDecay(pl.Callback):
     """`lr_decay: deadline` anneals the learning rate to zero by the trainer's max_time, whatever the
     machine's pace: a GPU's budget in minutes, not in steps nobody could guess beforehand.
 
-    After `warmup` steps (start-up, kernel selection) it times the next `measure` steps, then sets
-    lr_decay to [first step, the step the time runs out at] and max_steps to that end, so the run
-    stops there annealed. The resolved schedule is saved with the hyperparameters (the card says it)."""
+    After `warmup` steps (start-up, kernel selection) it times windows of at least `every_s` seconds
+    and `min_steps` steps, and after each one sets
+    lr_decay to [first step, the step the time runs out at at that pace], and max_steps to that
+    end, so the run stops there annealed. It plans again after every window: runs that share a GPU
+    slow each other down as they start and speed up as they end. The last plan is saved with the
+    hyperparameters (the card says it)."""
 
-    def __init__(self, warmup: int = 20, measure: int = 100):
-        self.warmup, self.measure = warmup, measure
+    def __init__(self, warmup: int = 20, every_s: float = 5.0, min_steps: int = 10):
+        self.warmup, self.every_s, self.min_steps = warmup, every_s, min_steps
         self._first: Optional[int] = None
-        self._timed_from: Optional[tuple[int, float]] = None
+        self._window: Optional[tuple[int, float]] = None   # (step, time) the current window began at
+        self._cap: Optional[int] = None                      # the configured max_steps, if any
 
     def on_train_start(self, trainer, pl_module):
         if pl_module.hparams.get("lr_decay") == DEADLINE and self._timer(trainer) is None:
             raise ImpastoError(f"lr_decay: {DEADLINE} anneals by the time budget: give trainer.max_time too")
+        self._cap = trainer.max_steps if trainer.max_steps is not None and trainer.max_steps > 0 else None
 
     @staticmethod
     def _timer(trainer) -> Optional[Timer]:
@@ -62,22 +67,26 @@ class DeadlineDecay(pl.Callback):
         return timer if timer is not None and timer.time_remaining() is not None else None
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if pl_module.hparams.get("lr_decay") != DEADLINE:
-            return
-        step = trainer.global_step
         if self._first is None:
-            self._first = step
-        if self._timed_from is None:
+            if pl_module.hparams.get("lr_decay") != DEADLINE:
+                return
+            self._first = trainer.global_step
+        step = trainer.global_step
+        if self._window is None:
             if step - self._first >= self.warmup:
-                self._timed_from = (step, time.perf_counter())
+                self._window = (step, time.perf_counter())
             return
-        timed_step, timed_at = self._timed_from
-        if step - timed_step < self.measure:
+        began, began_at = self._window
+        now = time.perf_counter()
+        if step - began < self.min_steps or now - began_at < self.every_s:
             return
-        pace = (time.perf_counter() - timed_at) / (step - timed_step)
+        pace = (now - began_at) / (step - began)
+        self._window = (step, now)
         end = deadline_end(step, pace, self._timer(trainer).time_remaining())
-        if trainer.max_steps is not None and trainer.max_steps > 0:
-            end = min(end, trainer.max_steps)
+        if self._cap is not None:
+            end = min(end, self._cap)
+        first_plan = pl_module.hparams.lr_decay == DEADLINE
         pl_module.hparams.lr_decay = [self._first, max(end, step + 1)]
         trainer.fit_loop.epoch_loop.max_steps = pl_module.hparams.lr_decay[1]
-        print(f"lr_decay: {DEADLINE} -> {pl_module.hparams.lr_decay} ({pace * 1000:.1f} ms a step)", flush=True)
+        if first_plan:
+            print(f"lr_decay: {DEADLINE} -> {pl_module.hparams.lr_decay} ({pace * 1000:.1f} ms a step)", flush=True)

