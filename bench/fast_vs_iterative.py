@@ -127,7 +127,14 @@ def main() -> int:
     model_cfg, data_cfg = cfg.get("model", {}), cfg.get("data", {})
     source = a.source or data_cfg.get("source", str(REPO.parent / "shared" / "data" / "coco_sample"))
     holdout = int(data_cfg.get("holdout", 8))
-    dm = PhotoDataModule(source, holdout=holdout, image_size=a.size, val_size=a.size, batch_size=1)
+    # A run that validated on a folder of its own (a pack's holdout/, `impasto train-gpu`) trained on
+    # every photo of `source`: its held-out photos are that folder's.
+    val_source = None if a.source else data_cfg.get("val_source")
+    if val_source and not Path(val_source).is_dir():
+        raise SystemExit(f"the network was validated on {val_source}, which is not here: give --source, a folder "
+                         f"whose first {holdout} photos it never trained on (../shared/data/coco_sample)")
+    dm = PhotoDataModule(source, holdout=holdout, val_source=val_source, image_size=a.size, val_size=a.size,
+                         batch_size=1)
     dm.setup()
     n = min(a.photos, len(dm.val_set))
     w = meta["loss_weights"]

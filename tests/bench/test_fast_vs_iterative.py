@@ -58,3 +58,25 @@ def test_the_style_term_is_split_by_layer_for_the_network_and_for_lbfgs_where_it
     # two different images: L-BFGS from the photo has not yet matched the painting's finest layer
     assert lbfgs["relu1_1"] > 2 * fast["relu1_1"]
     assert f"style by layer, fast | L-BFGS at {result['lbfgs_iterations_matched']}:" in done.stdout
+
+
+def test_a_network_validated_on_a_folder_of_its_own_is_measured_on_that_folder(tmp_path, data, weights_path):
+    """A network trained from a pack (`impasto train-gpu`) trained on every photo of its source
+    folder: its held-out photos are its val_source's, and a val_source that is not here is refused."""
+    card = json.loads((REPO / "models" / "zoo" / "candy.json").read_text())
+    train, held = tmp_path / "train", tmp_path / "held"
+    photos = sorted((data / "coco_sample").glob("*.jpg"))
+    for folder, chosen in ((train, photos[10:13]), (held, photos[20:22])):
+        folder.mkdir()
+        for p in chosen:
+            shutil.copy(p, folder / p.name)
+    card["config"]["data"].update(source=str(train), val_source=str(held), holdout=1)
+    shutil.copy(REPO / "models" / "zoo" / "candy.onnx", tmp_path / "candy.onnx")
+    (tmp_path / "candy.json").write_text(json.dumps(card))
+    done = _run(str(tmp_path / "candy.onnx"), "--photos", "1", "--size", "64", "--iterations", "2",
+                "--precision", "fp32", "--threads", "1", "--out", str(tmp_path / "out"))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1])["photo"] == photos[20].name   # not train's first
+    shutil.rmtree(held)
+    done = _run(str(tmp_path / "candy.onnx"), "--photos", "1", "--size", "64", "--iterations", "2")
+    assert done.returncode != 0 and "give --source" in done.stderr and "Traceback" not in done.stderr

@@ -14,6 +14,9 @@
    temporal term, in the last `video_share` of the budget (0: none). The multi-style networks
    train on through it.
 
+With `from_zoo` (`impasto train-gpu --from-zoo`) step 1 is skipped and every style goes on from
+its bundled network, on the recipe its model card records, with configs/fast/gpu_zoo.yaml on top.
+
 Each run is a plain `impasto train` (LightningCLI, bf16-mixed autocast, channels-last) of the
 style's own config with the GPU profile on top (configs/fast/gpu.yaml: slim_wide, the widest
 network within the latency bar, on Johnson's 256 px crops, batch 8), and the pack's photos,
@@ -78,6 +81,10 @@ def zoo_config(style: str, zoo: Path, out: Path) -> Path:
     return path
 
 
+PACKED_MODEL = ("style_image", "style_images", "vgg_weights")   # what pack_overrides puts the pack's files in
+PACKED_DATA = ("source", "val_source")
+
+
 def pack_overrides(pack: Path, config: dict, workers: int) -> list[str]:
     """The pack's files in place of the config's ../shared paths."""
     args = ["--data.source", str(pack / "photos"), "--data.val_source", str(pack / "holdout"),
@@ -115,16 +122,25 @@ def check_pack_depth(pack_info: dict, configs: dict[str, dict]) -> None:
                                f"write the pack with `impasto pack --last-conv {need}`")
 
 
-def slim_checkpoint(src: Path, dst: Path, painting: str | None = None) -> None:
-    """The network and its meta, without the optimiser's state (a third of the size). `painting`:
-    the style image as the config names it, in place of the pack's resized copy, so that the card
-    and `bench/style_quality.py` hold the network to the painting itself."""
+def slim_checkpoint(src: Path, dst: Path, recipe: dict | None = None) -> None:
+    """The network and its meta, without the optimiser's state (a third of the size). `recipe`: the
+    run's config as written, before the pack's files took the place of its ../shared paths; the
+    meta names those again (the painting itself, the photo folder whose first `holdout` photos are
+    the held-out ones, the VGG weights of $IMPASTO_VGG_WEIGHTS), so that the card, `impasto export`
+    and the benches read the network anywhere the shared data is, with no pack."""
     ckpt = torch.load(src, map_location="cpu", weights_only=False)
     keep = {k: ckpt[k] for k in ("impasto", "state_dict", "global_step", "epoch") if k in ckpt}
     meta = keep.get("impasto") or {}
-    if painting and meta.get("style_image"):
-        meta["style_image"] = painting
-        ((meta.get("config") or {}).get("model") or {})["style_image"] = painting
+    if recipe and meta.get("config"):
+        model, data = meta["config"].setdefault("model", {}), meta["config"].setdefault("data", {})
+        for section, given, keys in ((model, recipe.get("model") or {}, PACKED_MODEL),
+                                     (data, recipe.get("data") or {}, PACKED_DATA)):
+            for key in keys:
+                if key in section:
+                    section[key] = given.get(key)
+        for key in ("style_image", "style_images"):
+            if meta.get(key) and model.get(key):
+                meta[key] = model[key]
     keep["state_dict"] = {k: v for k, v in keep["state_dict"].items() if k.startswith("net.")}
     dst.parent.mkdir(parents=True, exist_ok=True)
     torch.save(keep, dst)
@@ -259,8 +275,8 @@ def train_all(pack: Path, configs: list[Path], styles: list[str] | None = None, 
         if not last.is_file():
             summary["runs"][name] = {"exit": codes.get(name), "checkpoint": None}
             continue
-        painting = ((loaded.get(name.removesuffix("_video")) or {}).get("model") or {}).get("style_image")
-        slim_checkpoint(last, out / "results" / f"{name}.ckpt", painting)
+        recipe = loaded.get(name.removesuffix("_video")) or (base_yaml if name.startswith("base_") else None)
+        slim_checkpoint(last, out / "results" / f"{name}.ckpt", recipe)
         meta = torch.load(last, map_location="cpu", weights_only=False).get("impasto", {})
         summary["runs"][name] = {"exit": codes.get(name), **{k: meta.get(k) for k in (
             "steps", "images_seen", "wall_time_s", "loss_terms", "val_loss_terms", "config_hash")}}

@@ -268,10 +268,13 @@ def test_gpu_command_trains_base_style_and_multi_style_end_to_end(data, tmp_path
         f"base_{arch}": 2, "candy": 2, "zoo8": 2, "candy_video": 2}
     net, meta = load_fast_checkpoint(out / "results" / "zoo8.ckpt")
     assert net.num_styles == 8 and meta["styles"][:2] == ["candy", "mosaic"] and meta["arch"] == arch
-    assert all(Path(p).parent == pack / "styles" for p in meta["style_images"])   # the pack's paintings
+    # the paintings, the photos and the VGG as the configs name them, not the pack's copies
+    assert meta["style_images"] == meta["config"]["model"]["style_images"] == zoo8
+    assert meta["config"]["data"]["source"] == "../shared/data/coco_sample" and meta["config"]["data"]["val_source"] is None
     _, candy = load_fast_checkpoint(out / "results" / "candy.ckpt")
     assert candy["style"] == "candy"
     assert candy["style_image"] == "../shared/data/style/candy.jpg"   # the painting, not the pack's copy
+    assert candy["config"]["model"]["vgg_weights"] is None            # $IMPASTO_VGG_WEIGHTS, not the pack's
     _, steady = load_fast_checkpoint(out / "results" / "candy_video.ckpt")
     model = steady["config"]["model"]
     assert steady["style"] == "candy" and model["temporal_weight"] == video["model"]["temporal_weight"] > 0
