@@ -44,11 +44,10 @@ class DeadlineDecay(pl.Callback):
     machine's pace: a GPU's budget in minutes, not in steps nobody could guess beforehand.
 
     After `warmup` steps (start-up, kernel selection) it times windows of at least `every_s` seconds
-    and `min_steps` steps, and after each one sets
-    lr_decay to [first step, the step the time runs out at at that pace], and max_steps to that
-    end, so the run stops there annealed. It plans again after every window: runs that share a GPU
-    slow each other down as they start and speed up as they end. The last plan is saved with the
-    hyperparameters (the card says it)."""
+    and `min_steps` steps. After each window it sets lr_decay to [first step, the step at which the
+    time runs out at that pace], and max_steps to that end, so the run stops there annealed. It
+    plans again after every window: runs that share a GPU slow each other down as they start and
+    speed up as they end. The last plan is saved with the hyperparameters and the checkpoint's meta."""
 
     def __init__(self, warmup: int = 20, every_s: float = 5.0, min_steps: int = 10):
         self.warmup, self.every_s, self.min_steps = warmup, every_s, min_steps
