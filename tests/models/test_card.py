@@ -179,9 +179,17 @@ def test_a_stage_row_says_when_it_trained_on_the_raw_gram_loss(tmp_path):
     assert "| stage 2 | 500 steps at style weight 3000 (raw Gram loss, not relative), 256 px crops, config `abc` |" in page
 
 
-def test_the_bundled_default_is_the_best_held_out_painter():
-    """The default style is what a new user sees first (`make demo`, the web page): the bundled
-    single-style network with the highest held-out style reduction in its card."""
+# The architectures within the latency bar (no slower than multistyle26 at 512 px, both on OpenVINO
+# bf16) on every CPU measured: slim_wide is 1.04-1.07x on an AMX Xeon (docs/training.md).
+WITHIN_LATENCY_BAR = {"slim", "slim_coarse"}
+
+
+def test_the_bundled_default_is_the_best_held_out_painter_within_the_latency_bar():
+    """The default style is what a new user sees first (`make demo`, the web page): of the bundled
+    single-style networks fast enough to be the default, the one with the highest held-out style
+    reduction in its card."""
     def reduction(style):
         return style["card"]["quality"]["style_quality"]["style_reduction"]
-    assert zoo.default_style(zoo.bundled_dir()) == max(BUNDLED, key=reduction)["name"]
+    fast = [s for s in BUNDLED if s["card"]["arch"] in WITHIN_LATENCY_BAR]
+    assert fast, "no bundled network is within the latency bar"
+    assert zoo.default_style(zoo.bundled_dir()) == max(fast, key=reduction)["name"]
