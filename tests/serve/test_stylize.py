@@ -135,14 +135,14 @@ def _top_stripe_ratio(y: np.ndarray) -> float:
 
 
 def test_edge_margin_keeps_the_band_off_the_picture(data):
-    """The bundled udnie paints stripes along the top edge of whatever it is given (zero padding
-    inside the network; the first starry_night did too); the reflected margin takes them, and
-    they are cropped away with it."""
+    """The bundled mosaic paints stripes along the top edge of whatever it is given (zero padding
+    inside the network; the first starry_night and the slim udnie did too); the reflected margin
+    takes them, and they are cropped away with it."""
     from impasto import images
     from impasto.serve import zoo
     from impasto.serve.runtime import load_engine
     from impasto.serve.stylize import run_network
-    engine = load_engine(zoo.resolve_style("udnie"), "ort")
+    engine = load_engine(zoo.resolve_style("mosaic"), "ort")
     photo = images.load(data / "content" / "chicago.jpg", max_side=256)
     assert _top_stripe_ratio(run_network(engine, photo, margin=0)) > 2.5
     assert _top_stripe_ratio(run_network(engine, photo)) < 1.5
