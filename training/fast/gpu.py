@@ -122,12 +122,12 @@ def check_pack_depth(pack_info: dict, configs: dict[str, dict]) -> None:
                                f"write the pack with `impasto pack --last-conv {need}`")
 
 
-def slim_checkpoint(src: Path, dst: Path, recipe: dict | None = None) -> None:
+def slim_checkpoint(src: Path, dst: Path, recipe: dict | None = None) -> dict:
     """The network and its meta, without the optimiser's state (a third of the size). `recipe`: the
     run's config as written, before the pack's files took the place of its ../shared paths; the
     meta names those again (the painting itself, the photo folder whose first `holdout` photos are
     the held-out ones, the VGG weights of $IMPASTO_VGG_WEIGHTS), so that the card, `impasto export`
-    and the benches read the network anywhere the shared data is, with no pack."""
+    and the benches read the network anywhere the shared data is, with no pack. Returns the meta."""
     ckpt = torch.load(src, map_location="cpu", weights_only=False)
     keep = {k: ckpt[k] for k in ("impasto", "state_dict", "global_step", "epoch") if k in ckpt}
     meta = keep.get("impasto") or {}
@@ -144,6 +144,7 @@ def slim_checkpoint(src: Path, dst: Path, recipe: dict | None = None) -> None:
     keep["state_dict"] = {k: v for k, v in keep["state_dict"].items() if k.startswith("net.")}
     dst.parent.mkdir(parents=True, exist_ok=True)
     torch.save(keep, dst)
+    return meta
 
 
 def merged(config: dict, profile: dict) -> dict:
@@ -276,8 +277,7 @@ def train_all(pack: Path, configs: list[Path], styles: list[str] | None = None, 
             summary["runs"][name] = {"exit": codes.get(name), "checkpoint": None}
             continue
         recipe = loaded.get(name.removesuffix("_video")) or (base_yaml if name.startswith("base_") else None)
-        slim_checkpoint(last, out / "results" / f"{name}.ckpt", recipe)
-        meta = torch.load(last, map_location="cpu", weights_only=False).get("impasto", {})
+        meta = slim_checkpoint(last, out / "results" / f"{name}.ckpt", recipe)
         summary["runs"][name] = {"exit": codes.get(name), **{k: meta.get(k) for k in (
             "steps", "images_seen", "wall_time_s", "loss_terms", "val_loss_terms", "config_hash")}}
     summary["seconds"] = round(time.time() - start, 1)
