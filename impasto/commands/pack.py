@@ -18,7 +18,9 @@ def register(sub) -> None:
     p.add_argument("out", type=Path, help="the pack folder to write")
     p.add_argument("--photos", type=int, default=1000, help="at most this many training photos")
     p.add_argument("--holdout", type=int, default=8, help="held-out photos (the first, sorted by name)")
-    p.add_argument("--side", type=int, default=320, help="shorter side of the photos in pixels")
+    p.add_argument("--side", type=int, default=384,
+                   help="shorter side of the photos in pixels (384: the scale the bundled networks finished at; "
+                        "the GPU profile crops 256 px of photos brought to 320)")
     p.add_argument("--style-side", type=int, default=512, help="longest side of the paintings in pixels")
     p.add_argument("--last-conv", default="conv5_1",
                    help="deepest VGG16 convolution kept (conv5_1: the Gatys layers; conv4_3: Johnson's alone)")

@@ -1,6 +1,6 @@
 """Train every bundled style on one CUDA GPU in one go, within a time budget.
 
-    impasto pack ../shared packs/coco                       # once, beside ../shared (~24 MiB)
+    impasto pack ../shared packs/coco                       # once, beside ../shared (~30 MiB)
     impasto train-gpu --pack packs/coco --minutes 12        # on the GPU machine
 
 1. The shared base network of each architecture (configs/fast/base.yaml): it learns to give the

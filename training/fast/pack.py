@@ -46,7 +46,7 @@ def _shrink(src: Path, dst: Path, *, shorter: int | None = None, longer: int | N
         img.save(dst.with_suffix(".jpg"), quality=92)
 
 
-def make_pack(shared: Path, out: Path, *, photos: int = 1000, holdout: int = 8, side: int = 320,
+def make_pack(shared: Path, out: Path, *, photos: int = 1000, holdout: int = 8, side: int = 384,
               style_side: int = 512, last_conv: str = "conv5_1", styles: list[str] | None = None) -> dict:
     shared, out = Path(shared), Path(out)
     coco, style_dir = shared / "data" / "coco_sample", shared / "data" / "style"
