@@ -146,7 +146,7 @@ def test_training_continues_from_a_bundled_onnx_network(tmp_path):
     with pytest.raises(ImpastoError, match="a slim_wide network, not slim"):
         FastStyleModule("candy.jpg", init_from=str(zoo / "candy.onnx"))
 
-    slim = str(zoo / "udnie.video.onnx")   # a bundled slim network (udnie's video network)
+    slim = str(zoo / "starry_night.video.onnx")   # a bundled slim network (starry_night's video network)
     single = FastStyleModule("udnie.jpg", init_from=slim, channels_last=False).eval()
     session = ort.InferenceSession(slim, providers=["CPUExecutionProvider"])
     with torch.no_grad():

@@ -192,7 +192,7 @@ def test_a_style_with_its_own_video_recipe_gets_it_on_top_of_the_video_profile(c
         cli_main([arg for c in stacks["mosaic"] for arg in ("--config", str(c))] + ["--print_config"])
     assert exc.value.code == 0
     model = yaml.safe_load(capsys.readouterr().out)["model"]
-    assert (model["temporal_weight"], model["temporal_lowpass"], model["style_layers"]) == (4.5e5, 1, GATYS)
+    assert (model["temporal_weight"], model["temporal_lowpass"], model["style_layers"]) == (3e5, 1, GATYS)
     assert (model["arch"], model["style_weight"], model["style_ramp_steps"]) == ("slim_wide", 4500.0, 0)
 
 
