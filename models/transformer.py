@@ -92,9 +92,25 @@ def _conv(cin: int, cout: int, k: int, stride: int = 1, separable: bool = False,
     else:
         raise ImpastoError(f"padding must be 'reflect' or 'zeros', not {padding!r}")
     if separable and k > 1 and cin > 3:
-        return nn.Sequential(*layers, nn.Conv2d(cin, cin, k, stride, p, dilation, groups=cin, bias=False),
+        depthwise = DilatedDepthwiseConv2d if dilation > 1 else nn.Conv2d
+        return nn.Sequential(*layers, depthwise(cin, cin, k, stride, p, dilation, groups=cin, bias=False),
                              nn.Conv2d(cin, cout, 1))
     return nn.Sequential(*layers, nn.Conv2d(cin, cout, k, stride, p, dilation))
+
+
+class DilatedDepthwiseConv2d(nn.Conv2d):
+    """A dilated depthwise conv that runs in NCHW on CPU, whatever the memory format of its input
+    and weight. Given either channels-last in bf16, on maps of 32 px or more, oneDNN returns a
+    wrong weight gradient (relative error about 1.4, at times inf) on AVX-512 BF16 CPUs: the nans
+    of docs/training.md's dilated runs. Its NCHW kernel is right and as fast."""
+
+    def forward(self, x):
+        if x.device.type != "cpu":
+            return super().forward(x)
+        # clone, not contiguous(): a (C, 1, k, k) weight with channels-last strides counts as
+        # contiguous already, and oneDNN would still pick the channels-last kernel from it
+        weight = self.weight.clone(memory_format=torch.contiguous_format)
+        return F.conv2d(x.contiguous(), weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
 
 
 def _norm(c: int) -> nn.InstanceNorm2d:

@@ -142,3 +142,39 @@ def test_a_centred_stride_2_stem_must_reflect():
     from dataclasses import replace
     with pytest.raises(ImpastoError, match="stem_padding='reflect'"):
         TransformerNet(replace(ARCHITECTURES["slim"], centred=True, stem_padding="zeros"))
+
+
+@pytest.mark.parametrize("arch", ["slim_dilated", "slim_coarse"])
+def test_dilated_convs_get_their_true_weight_gradient_under_cpu_bf16(arch):
+    """Training runs channels-last under bf16 autocast. On CPUs with AVX-512 BF16, oneDNN's kernel
+    for a dilated depthwise conv on maps of 32 px and more returns a wrong weight gradient
+    (relative error about 1.4, at times inf): what made dilated networks go nan. Each dilated conv,
+    on the input it gets inside the network, must get fp32's gradient within bf16's rounding."""
+    torch.manual_seed(0)
+    net = TransformerNet(arch).to(memory_format=torch.channels_last)
+    dilated = {n: m for n, m in net.named_modules() if isinstance(m, nn.Conv2d) and max(m.dilation) > 1}
+    inputs = {}
+    hooks = [m.register_forward_hook(lambda m, args, out, n=n: inputs.setdefault(n, args[0].detach()))
+             for n, m in dilated.items()]
+    with torch.no_grad():  # 256 px: the body's maps are 64 px, the coarse branch's 32
+        net(torch.rand(2, 3, 256, 256).contiguous(memory_format=torch.channels_last))
+    for hook in hooks:
+        hook.remove()
+    assert dilated and inputs.keys() == dilated.keys()
+
+    for name, conv in dilated.items():
+        x = inputs[name]
+        upstream = torch.randn(x.shape[0], conv.out_channels, *x.shape[2:]).contiguous(
+            memory_format=torch.channels_last)
+
+        def weight_grad(bf16: bool) -> torch.Tensor:
+            conv.zero_grad()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                out = conv(x)
+            out.backward(upstream)
+            return conv.weight.grad.clone()
+
+        exact, mixed = weight_grad(False), weight_grad(True)
+        assert torch.isfinite(mixed).all(), name
+        error = float((mixed - exact).norm() / exact.norm())
+        assert error < 0.02, f"{name}: relative error {error:.3g}"
