@@ -102,10 +102,11 @@ class DilatedDepthwiseConv2d(nn.Conv2d):
     """A dilated depthwise conv that runs in NCHW on CPU, whatever the memory format of its input
     and weight. Given either channels-last in bf16, on maps of 32 px or more, oneDNN returns a
     wrong weight gradient (relative error about 1.4, at times inf) on AVX-512 BF16 CPUs: the nans
-    of docs/training.md's dilated runs. Its NCHW kernel is right and as fast."""
+    of docs/training.md's dilated runs. Its NCHW kernel is right and as fast. Only training
+    needs it: the forward pass is right either way, and export keeps the plain conv's graph."""
 
     def forward(self, x):
-        if x.device.type != "cpu":
+        if not (self.training and x.device.type == "cpu"):  # inference and export: the plain conv
             return super().forward(x)
         # clone, not contiguous(): a (C, 1, k, k) weight with channels-last strides counts as
         # contiguous already, and oneDNN would still pick the channels-last kernel from it

@@ -13,6 +13,7 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 
 from helpers import make_checkpoint, photos_in
 
@@ -60,9 +61,18 @@ def test_other_architectures_export_with_parity(tmp_path, arch):
     from impasto.export.onnx_export import export_onnx, parity
     from impasto.export.pipeline import load_checkpoint
     net, meta = load_checkpoint(make_checkpoint(tmp_path / "j.pt", arch, "wave"))
+    with torch.no_grad():  # trained weights: a zero conv still at zero exports as a shared constant
+        for p in net.parameters():
+            p.add_(0.01 * torch.randn_like(p))
     path = export_onnx(net, tmp_path / "wave.onnx", style="wave", arch=arch)
     report = parity(net, path, random_shapes=((2, 48, 68), (1, 130, 94)))
     assert report["random"]["max_abs_diff"] < 1e-4
+    # training can continue from the export: every parameter is in it under its torch name
+    from impasto.training.fast.checkpoint import load_fast_checkpoint
+    again, _ = load_fast_checkpoint(path)
+    x = torch.rand(1, 3, 40, 56)
+    with torch.no_grad():
+        assert torch.equal(again(x), net.eval()(x))
 
 
 def test_atomic_write_keeps_old_file_on_failure(tmp_path):
