@@ -119,6 +119,7 @@ def export_onnx(net, path: str | os.PathLike, *, style: str, arch: str | None = 
     if verbose:
         print(sink.getvalue(), end="")
     model = program.model_proto
+    _name_every_tensor(model, net)
     onnx.checker.check_model(model)
     model.producer_name = "impasto"
     model.doc_string = f"impasto fast style network: style {style}, architecture {arch}"
@@ -140,6 +141,17 @@ def export_onnx(net, path: str | os.PathLike, *, style: str, arch: str | None = 
         **(extra_meta or {}),
     })
     return save_model(model, path)
+
+
+def _name_every_tensor(model, net) -> None:
+    """Keep each of the network's tensors as an initializer under its torch name, so training can
+    continue from the file (`init_from`). The exporter folds equal constants into one: a network
+    as built (norms at one, biases and a grown branch's zero conv at zero) loses most names. Those
+    come back as unused initializers, which the runtimes drop when they load the file."""
+    have = {t.name for t in model.graph.initializer}
+    model.graph.initializer.extend(
+        onnx.numpy_helper.from_array(t.detach().float().numpy(), name)
+        for name, t in net.state_dict().items() if name not in have)
 
 
 # ----------------------------------------------------------------------------- parity

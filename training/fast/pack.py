@@ -46,8 +46,9 @@ def _shrink(src: Path, dst: Path, *, shorter: int | None = None, longer: int | N
         img.save(dst.with_suffix(".jpg"), quality=92)
 
 
-def make_pack(shared: Path, out: Path, *, photos: int = 1000, holdout: int = 8, side: int = 384,
-              style_side: int = 512, last_conv: str = "conv5_1", styles: list[str] | None = None) -> dict:
+def make_pack(shared: Path, out: Path, *, photos: int, holdout: int, side: int, style_side: int, last_conv: str,
+              styles: list[str] | None = None) -> dict:
+    """The pack; the defaults a user gets are `impasto pack`'s (impasto/commands/pack.py), stated once."""
     shared, out = Path(shared), Path(out)
     coco, style_dir = shared / "data" / "coco_sample", shared / "data" / "style"
     weights_file = shared / "weights" / "vgg16_hed_bsds500.weights.h5"
