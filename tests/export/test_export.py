@@ -62,7 +62,7 @@ def test_other_architectures_export_with_parity(tmp_path, arch):
     from impasto.export.pipeline import load_checkpoint
     net, meta = load_checkpoint(make_checkpoint(tmp_path / "j.pt", arch, "wave"))
     with torch.no_grad():  # the convs as trained; norms and biases as built, which the exporter folds
-        for name, p in net.named_parameters():   # into shared constants: their names must survive
+        for p in net.parameters():               # into shared constants: their names must survive
             if p.dim() == 4:
                 p.add_(0.01 * torch.randn_like(p))
     path = export_onnx(net, tmp_path / "wave.onnx", style="wave", arch=arch)
