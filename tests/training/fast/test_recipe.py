@@ -241,9 +241,11 @@ def test_gpu_command_trains_base_style_and_multi_style_end_to_end(data, tmp_path
     from helpers import cli
     zoo8 = yaml.safe_load((REPO / "configs" / "multistyle" / "zoo8.yaml").read_text())["model"]["style_images"]
     pack = tmp_path / "pack"
-    info = make_pack(data.parent, pack, photos=6, holdout=2, side=96, style_side=128, last_conv="conv5_1",
+    from impasto.cli import build_parser
+    default = build_parser().parse_args(["pack", "shared", "out"])   # what `impasto pack` gives a user
+    info = make_pack(data.parent, pack, photos=6, holdout=2, side=96, style_side=128, last_conv=default.last_conv,
                      styles=["candy"] + [Path(p).stem for p in zoo8])
-    assert info["vgg"]["last"] == "conv5_1"            # the pack says it carries the Gatys layers
+    assert info["vgg"]["last"] == "conv5_1"            # the default pack carries the Gatys layers
     arch = yaml.safe_load((REPO / "configs" / "fast" / "gpu.yaml").read_text())["model"]["arch"]
     profile = tmp_path / "tiny.yaml"        # the GPU profile's network, at a CPU's scale
     profile.write_text(yaml.safe_dump({
