@@ -144,7 +144,8 @@ def main() -> int:
                                  model_cfg.get("style_layer_weights"),
                                  style_relative=model_cfg.get("style_relative", False),
                                  mrf_weight=w.get("mrf", 0.0), mrf_layers=model_cfg.get("mrf_layers", MRF_LAYERS),
-                                 swd_weight=w.get("swd", 0.0), swd_layers=model_cfg.get("swd_layers", GATYS_STYLE))
+                                 swd_weight=w.get("swd", 0.0), swd_layers=model_cfg.get("swd_layers", GATYS_STYLE),
+                                 style_pyramid=model_cfg.get("style_pyramid", 1))
     if loss.term("swd") is not None:   # one draw of directions: L-BFGS needs the same function
         loss.terms["swd"].fresh = False
     styles = meta.get("styles") or []

@@ -90,7 +90,8 @@ def build_fast_objective(params: dict, style_image: Path, vgg_weights: Optional[
     loss = build_perceptual_loss(vgg, params["content_weight"], params["style_weight"], params["tv_weight"],
                                  params.get("histogram_weight", 0.0), params["content_layers"],
                                  params["style_layers"], params.get("style_layer_weights"),
-                                 style_relative=params.get("style_relative", False))
+                                 style_relative=params.get("style_relative", False),
+                                 style_pyramid=params.get("style_pyramid", 1))
     style = load_style_image(str(style_image), params.get("style_size"))
     with torch.autocast("cpu", enabled=False):
         loss.set_targets(styles=[style])

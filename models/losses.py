@@ -108,12 +108,20 @@ class StyleLoss(nn.Module):
     under VGG weights whose activations shrink with depth (the Caffe-scaled HED VGG16: relu1_2
     is 99.8% of it at a photo), and a network trained on it learns the painting's colours
     but not its strokes.
+
+    `scale`: the Grams are taken of the image (and the painting) average-pooled by this factor,
+    a level of a Gram pyramid (Snelgrove 2017). The same layers then see shapes `scale` times
+    their size, so motifs wider than relu5_1's view (candy's circles) are matched too;
+    `Objective` runs the VGG once per scale.
     """
 
     def __init__(self, layers: Sequence[str] = GATYS_STYLE, weight: float = 1.0,
                  layer_weights: Optional[Sequence[float]] = None, gram_norm: str = "chw",
-                 intensity: float = 1.0, reduction: str = "mean", relative: bool = False):
+                 intensity: float = 1.0, reduction: str = "mean", relative: bool = False, scale: int = 1):
         super().__init__()
+        if scale < 1:
+            raise ImpastoError(f"a style term's scale is a pooling factor, 1 or more; got {scale}")
+        self.scale = scale
         if reduction not in ("mean", "paper"):
             raise ImpastoError(f"style reduction must be 'mean' or 'paper', not {reduction!r}")
         self.reduction = reduction   # paper: sum over the Gram entries / (2 N^2), half the mean

@@ -4,8 +4,9 @@ Every path scores images with it: the iterative optimiser (classic, semantic mod
 reconstructions), fast-network training (the same objective is the teacher) and compare. A term is
 a module with `layers` (the VGG layers it reads) called with the features; a term with
 `on_pixels = True` (TV, the video's temporal term, patch mode's tiled style) is called with the
-image instead. `terms` is the dict of weighted values in the order the terms were given; `total`
-is their sum.
+image instead. A term with `scale` > 1 (a Gram pyramid's level) reads the features of the image
+average-pooled by that factor: one more VGG pass per scale. `terms` is the dict of weighted values
+in the order the terms were given; `total` is their sum.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 from typing import Mapping, Optional, Sequence, Union
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .vgg import VGGEncoder, VGGWeights
@@ -44,7 +46,8 @@ class Objective(nn.Module):
                 layers |= set(getattr(term, "layers", ()))
             self.vgg = VGGEncoder(encoder, layers, pooling)
         self.weights_source = self.vgg.weights_source
-        self.reads_features = any(not getattr(t, "on_pixels", False) for t in self.terms.values())
+        # The VGG passes forward() makes: one per scale the feature-reading terms ask for.
+        self.scales = sorted({scale_of(t) for t in self.terms.values() if not getattr(t, "on_pixels", False)})
 
     def term(self, name: str) -> Optional[nn.Module]:
         return self.terms[name] if name in self.terms else None
@@ -66,15 +69,15 @@ class Objective(nn.Module):
         if content is not None and "content" in self.terms:
             self.terms["content"].set_target(self.vgg(content))
         if styles:
-            style_feats = [self.vgg(s) for s in styles]
+            per_scale = {k: [self.vgg(pooled(s, k)) for s in styles] for k in {scale_of(t) for t in self.style_terms}}
             for term in self.style_terms:
-                term.set_target(style_feats, blend)
+                term.set_target(per_scale[scale_of(term)], blend)
 
     def forward(self, image: torch.Tensor, content: Optional[torch.Tensor] = None):
         """(total, {name: weighted term}). `content` (a batch) overrides the stored content target,
         as in fast-network training where each batch brings its own photos; its VGG pass stops at
         the deepest content layer."""
-        feats = self.vgg(image) if self.reads_features else {}
+        feats = {k: self.vgg(pooled(image, k)) for k in self.scales}
         terms: dict[str, torch.Tensor] = {}
         for name, term in self.terms.items():
             if getattr(term, "on_pixels", False):
@@ -82,7 +85,16 @@ class Objective(nn.Module):
             elif name == "content" and content is not None:
                 with torch.no_grad():
                     targets = self.vgg(content, term.layers)
-                terms[name] = term(feats, targets)
+                terms[name] = term(feats[1], targets)
             else:
-                terms[name] = term(feats)
+                terms[name] = term(feats[scale_of(term)])
         return sum(terms.values()), terms
+
+
+def scale_of(term: nn.Module) -> int:
+    return getattr(term, "scale", 1)
+
+
+def pooled(image: torch.Tensor, scale: int) -> torch.Tensor:
+    """The image average-pooled by `scale` (itself at 1): a Gram pyramid's level."""
+    return image if scale == 1 else F.avg_pool2d(image, scale)

@@ -146,6 +146,9 @@ def add_objective_arguments(p: argparse.ArgumentParser) -> None:
                         "their weights, e.g. TV 0.001 / 0.01, histogram 100 / 500 (docs/experiments.md)")
     g.add_argument("--intensity", type=number(gt=0, hi=100), default=1.0,
                    help="scales the style Grams: >1 bolder texture (0 < I <= 100)")
+    g.add_argument("--style-pyramid", type=integer(1, 6), default=1, metavar="LEVELS",
+                   help="the Gram style term also on both images pooled by 2, 4, ... (Snelgrove's pyramid): "
+                        "motifs larger than the VGG's view, such as a painting's circles (default: %(default)s, off)")
     g.add_argument("--pooling", choices=["max", "avg"], default="max", help="VGG pooling (Gatys used avg)")
     g.add_argument("--vgg-weights", metavar="PATH|torchvision",
                    help="loss network weights (default: $IMPASTO_VGG_WEIGHTS, else torchvision's download)")
@@ -198,6 +201,7 @@ def config_from_args(args, natural_side: int | None = None):
         mrf_weight=args.mrf_weight, swd_weight=args.swd_weight, content_layers=args.content_layers,
         style_layers=args.style_layers,
         style_layer_weights=args.style_layer_weights, gram_norm=args.gram_norm, intensity=args.intensity,
+        style_pyramid=getattr(args, "style_pyramid", 1),
         loss_scale=getattr(args, "loss_scale", "mean"),
         pooling=args.pooling, preserve_color=getattr(args, "preserve_color", None), precision=auto_precision(args.precision),
         seed=args.seed, snapshot_every=getattr(args, "snapshot_every", 0),

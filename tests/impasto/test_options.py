@@ -36,7 +36,7 @@ def test_optimize_numbers_are_range_checked_at_parse_time(tmp_path):
              ["--size", "100000"], ["--seed", "-1"], ["--snapshot-every", "-2"],
              ["--style-weights", "nan"], ["--histogram-weight", "-3"], ["--mrf-weight", "nan"],
              ["--patch-grid", "0"], ["--mask-threshold", "2"], ["--max-output-megapixels", "0"],
-             ["--lr", "x" * 100000]]
+             ["--style-pyramid", "0"], ["--style-pyramid", "9"], ["--lr", "x" * 100000]]
     for case in cases:
         line = one_line_error(cli(*base, *case, timeout=60))
         assert case[0] in line and len(line) < 600, line

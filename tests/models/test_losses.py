@@ -108,6 +108,35 @@ def test_style_targets_are_computed_once(vgg_weights, pair):
     assert all(loss.terms["style"].targets[n] is before[n] for n in before)
 
 
+def test_a_pyramid_level_is_the_gram_term_of_both_images_pooled(vgg_weights, pair):
+    """A style term at scale 2 scores the image pooled by 2 against the painting pooled by 2,
+    in one more VGG pass; the plain term beside it is unchanged."""
+    content, style = pair
+    layers = ["relu1_1", "relu3_1"]
+    plain, coarse = StyleLoss(layers), StyleLoss(layers, scale=2)
+    loss = Objective(vgg_weights, style=plain, style_x2=coarse)
+    loss.set_targets(None, [style])
+    alone = StyleLoss(layers)
+    by_hand = Objective(vgg_weights, style=alone)
+    by_hand.set_targets(None, [torch.nn.functional.avg_pool2d(style, 2)])
+    calls = []
+    handle = loss.vgg.register_forward_hook(lambda *a: calls.append(1))
+    with torch.no_grad():
+        _, terms = loss(content)
+    handle.remove()
+    with torch.no_grad():
+        _, pooled = by_hand(torch.nn.functional.avg_pool2d(content, 2))
+        _, unpooled = by_hand(content)
+    assert len(calls) == 2                          # one VGG pass per scale
+    assert terms["style_x2"].item() == pytest.approx(pooled["style"].item(), rel=1e-5)
+    assert abs(terms["style_x2"].item() - unpooled["style"].item()) > 0.05 * unpooled["style"].item()
+    for n in layers:
+        assert torch.allclose(coarse.targets[n], alone.targets[n])
+        assert not torch.allclose(plain.targets[n], coarse.targets[n], rtol=0.05)
+    with pytest.raises(ImpastoError, match="pooling factor"):
+        StyleLoss(layers, scale=0)
+
+
 def test_histogram_loss_pulls_channels_toward_the_style(vgg_weights, pair):
     content, style = pair
     term = HistogramLoss(["relu1_1"])

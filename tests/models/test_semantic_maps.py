@@ -173,3 +173,15 @@ def test_cli_reports_bad_map(tmp_path, data, capsys):
     assert "Renoir.jpg" in err and "swap an image and its map" in err and "Traceback" not in err
     code = main(["optimize", "--style", str(data / "doodle" / "Monet.jpg"), "-o", str(tmp_path / "o.png")])
     assert code == 2 and "--content is required" in capsys.readouterr().err
+
+
+def test_semantic_modes_refuse_a_style_pyramid(tmp_path, data, capsys):
+    """The semantic terms are masked per region at one scale: --style-pyramid is an error there,
+    not an option silently dropped."""
+    from impasto.cli import main
+    monet, monet_map = str(data / "doodle" / "Monet.jpg"), str(data / "doodle" / "Monet_sem.png")
+    code = main(["optimize", "--content", monet, "--content-map", monet_map, "--style", monet,
+                 "--style-map", monet_map, "--style-pyramid", "2", "-o", str(tmp_path / "o.png")])
+    err = capsys.readouterr().err
+    assert code == 2 and "--style-pyramid" in err and "Traceback" not in err
+    assert not (tmp_path / "o.png").exists()

@@ -53,19 +53,29 @@ def build_perceptual_loss(vgg_weights: Optional[str], content_weight: float, sty
                           histogram_layers: Sequence[str] = ("relu1_2", "relu4_3"),
                           style_relative: bool = False, mrf_weight: float = 0.0,
                           mrf_layers: Sequence[str] = MRF_LAYERS, swd_weight: float = 0.0,
-                          swd_layers: Sequence[str] = GATYS_STYLE) -> Objective:
-    """The fast path's objective: Johnson's layers, each optional term only when its weight is positive."""
+                          swd_layers: Sequence[str] = GATYS_STYLE, style_pyramid: int = 1) -> Objective:
+    """The fast path's objective: Johnson's layers, each optional term only when its weight is positive.
+    `style_pyramid` levels of the Gram style term: "style" on the image, "style_x2" on it pooled by 2,
+    "style_x4" by 4, ..., each at the full style weight."""
     weights = load_vgg_weights(vgg_weights)
+    gram_style = lambda scale: StyleLoss(style_layers, weight=style_weight, layer_weights=style_layer_weights,
+                                         gram_norm="chw", relative=style_relative, scale=scale)
+    coarser = {f"style_x{2 ** k}": gram_style(2 ** k) for k in range(1, style_pyramid)} if style_weight > 0 else {}
     return Objective(
         weights,
         content=ContentLoss(content_layers, weight=content_weight),
-        style=StyleLoss(style_layers, weight=style_weight, layer_weights=style_layer_weights, gram_norm="chw",
-                        relative=style_relative) if style_weight > 0 else None,
+        style=gram_style(1) if style_weight > 0 else None,
+        **coarser,
         tv=TVLoss(tv_weight) if tv_weight > 0 else None,
         histogram=HistogramLoss(histogram_layers, weight=histogram_weight) if histogram_weight > 0 else None,
         swd=SlicedWassersteinLoss(swd_layers, weight=swd_weight) if swd_weight > 0 else None,
         # Style patches every 2nd position: a quarter of the matching cost of every position.
         mrf=MRFLoss(mrf_layers, weight=mrf_weight, stride=2) if mrf_weight > 0 else None)
+
+
+def gram_style_terms(objective: Objective) -> list[StyleLoss]:
+    """The Gram style term and its coarser pyramid levels (`build_perceptual_loss`)."""
+    return [t for n, t in objective.terms.items() if n == "style" or n.startswith("style_x")]
 
 
 def load_style_image(path: str, size: Optional[int]) -> torch.Tensor:
@@ -162,13 +172,15 @@ class FastStyleModule(pl.LightningModule):
                  style_relative: bool = False, temporal_weight: float = 0.0,
                  temporal_motion: Optional[dict] = None, temporal_lowpass: int = 1,
                  lr_decay: Optional[Union[Sequence[int], str]] = None, edge_margin: int = 0,
-                 mirror_objective: bool = False):
+                 mirror_objective: bool = False, style_pyramid: int = 1):
         super().__init__()
         check_lr_decay(lr_decay)
         if mirror_objective and (histogram_weight or mrf_weight or swd_weight):
             raise ImpastoError("mirror_objective mirrors the Gram style targets only; "
                                "turn off histogram_weight, mrf_weight and swd_weight")
         check_edge_margin(edge_margin)
+        if style_pyramid < 1:
+            raise ImpastoError(f"style_pyramid counts the Gram style term's levels, 1 or more; got {style_pyramid}")
         if temporal_lowpass < 1:
             raise ImpastoError(f"temporal_lowpass is a block size in pixels (1 = per pixel); got {temporal_lowpass}")
         if arch not in ARCHITECTURES:
@@ -214,11 +226,12 @@ class FastStyleModule(pl.LightningModule):
                                          mrf_weight=hp.get("mrf_weight", 0.0),
                                          mrf_layers=hp.get("mrf_layers", MRF_LAYERS),
                                          swd_weight=hp.get("swd_weight", 0.0),
-                                         swd_layers=hp.get("swd_layers", GATYS_STYLE))
+                                         swd_layers=hp.get("swd_layers", GATYS_STYLE),
+                                         style_pyramid=hp.get("style_pyramid", 1))
             if hp.channels_last:
                 loss = loss.to(memory_format=torch.channels_last)
-            if loss.term("style") is not None:   # checkpoints from before the option: on
-                loss.terms["style"].bf16_gram = hp.get("bf16_gram", True)
+            for term in gram_style_terms(loss):   # checkpoints from before the option: on
+                term.bf16_gram = hp.get("bf16_gram", True)
             object.__setattr__(self, "loss_fn", loss)
         loss = self.loss_fn.to(device)
         if hp.style_image:
@@ -227,10 +240,10 @@ class FastStyleModule(pl.LightningModule):
             with torch.autocast(device.type, enabled=False):
                 if mirror:
                     loss.set_targets(styles=[self._fmt(style.flip(-1))])
-                    self._mirrored_targets = _targets_of(loss.term("style"))
+                    self._mirrored_targets = _targets_of(loss)
                 loss.set_targets(styles=[self._fmt(style)])
             if mirror:
-                self._plain_targets = _targets_of(loss.term("style"))
+                self._plain_targets = _targets_of(loss)
         return loss
 
     def style_weight_now(self) -> float:
@@ -254,19 +267,19 @@ class FastStyleModule(pl.LightningModule):
         photo of the batch as its own content target."""
         y = self(x)
         style, swd = self.loss_fn.term("style"), self.loss_fn.term("swd")
-        if style is not None:
-            style.weight = self.style_weight_now()
+        for term in gram_style_terms(self.loss_fn):
+            term.weight = self.style_weight_now()
         if swd is not None:
             swd.weight = self.hparams.swd_weight * self.style_ramp()
         if self.training and style is not None and self.hparams.get("mirror_objective", False) \
                 and self.global_step % 2:
             # Every other step the loss sees the mirrored painting, photo and output: a VGG
             # whose filters are mirror pairs would score them alike; ours does not.
-            _set_targets(style, self._mirrored_targets)
+            _set_targets(self.loss_fn, self._mirrored_targets)
             try:
                 total, terms = self.loss_fn(y.flip(-1), content=self._fmt(x.flip(-1)))
             finally:
-                _set_targets(style, self._plain_targets)
+                _set_targets(self.loss_fn, self._plain_targets)
         else:
             total, terms = self.loss_fn(y, content=self._fmt(x))
         if self.hparams.get("pixel_weight", 0.0) > 0:   # the base network: give the photo back
@@ -412,9 +425,10 @@ class FastStyleModule(pl.LightningModule):
         self._recent = deque(checkpoint.get("impasto_recent_terms", []), maxlen=self._recent.maxlen)
 
 
-def _targets_of(style) -> tuple[dict, dict]:
-    return dict(style.targets), dict(style.scales)
+def _targets_of(objective: Objective) -> list[tuple[dict, dict]]:
+    return [(dict(t.targets), dict(t.scales)) for t in gram_style_terms(objective)]
 
 
-def _set_targets(style, targets: tuple[dict, dict]) -> None:
-    style.targets, style.scales = targets   # set_target replaces these dicts, never edits them
+def _set_targets(objective: Objective, targets: list[tuple[dict, dict]]) -> None:
+    for term, (grams, scales) in zip(gram_style_terms(objective), targets):
+        term.targets, term.scales = grams, scales   # set_target replaces these dicts, never edits them

@@ -73,6 +73,7 @@ class OptimizeConfig:
     gram_norm: str = "pixels"               # pixels | chw
     loss_scale: str = "mean"                # mean | paper (see LOSS_SCALES)
     intensity: float = 1.0                  # scales the style Grams: >1 stronger texture
+    style_pyramid: int = 1                  # the Gram term also on the images pooled by 2, 4, ... (levels)
     pooling: str = "max"                    # max | avg (Gatys used avg)
     preserve_color: Optional[str] = None    # None | luminance | histogram
     precision: str = field(default_factory=auto_precision)  # bf16 | fp32 (auto: bf16 where the CPU has bf16 units)
@@ -93,6 +94,8 @@ class OptimizeConfig:
             raise ImpastoError(f"loss scale must be one of {', '.join(LOSS_SCALES)}, not {self.loss_scale!r}")
         if self.tv_weight is None:
             self.tv_weight = DEFAULT_TV_WEIGHT[self.loss_scale]
+        if self.style_pyramid < 1:
+            raise ImpastoError(f"style pyramid counts levels, 1 or more; got {self.style_pyramid}")
         if self.iterations < 0 or self.size < 16:
             raise ImpastoError("iterations must be >= 0 and size >= 16 pixels")
         for name in ("content_weight", "style_weight", "tv_weight", "histogram_weight", "mrf_weight",
@@ -125,12 +128,16 @@ def build_objective(config: OptimizeConfig, weights=None) -> Objective:
     c = config
     paper = c.loss_scale == "paper"
     style_weight = c.style_weight * (CHW_BALANCE if c.gram_norm == "chw" else 1.0)
+    gram_style = lambda scale: StyleLoss(c.style_layers, style_weight, c.style_layer_weights, c.gram_norm,
+                                         c.intensity, "paper" if paper else "mean", scale=scale)
+    # The coarser levels of a Gram pyramid (Snelgrove 2017): the same layers on both images pooled.
+    coarser = {f"style_x{2 ** k}": gram_style(2 ** k) for k in range(1, c.style_pyramid)} if c.style_weight > 0 else {}
     return Objective(
         weights,
         content=ContentLoss(c.content_layers, c.content_weight, "gatys" if paper else c.content_normalize)
         if c.content_weight > 0 else None,
-        style=StyleLoss(c.style_layers, style_weight, c.style_layer_weights, c.gram_norm, c.intensity,
-                        "paper" if paper else "mean") if c.style_weight > 0 else None,
+        style=gram_style(1) if c.style_weight > 0 else None,
+        **coarser,
         tv=TVLoss(c.tv_weight, "sum" if paper else "mean") if c.tv_weight > 0 else None,
         histogram=HistogramLoss(c.histogram_layers, c.histogram_weight, reduction="paper" if paper else "mean")
         if c.histogram_weight > 0 else None,
