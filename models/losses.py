@@ -153,6 +153,12 @@ class StyleLoss(nn.Module):
         return half * self.weight * sum(lw * losses[n] for n, lw in zip(self.layers, self.layer_weights))
 
 
+def gram_pyramid(make_level, levels: int) -> dict[str, StyleLoss]:
+    """A Gram pyramid's terms by name: "style" on the images as they are, then "style_x2",
+    "style_x4", ... on both pooled by 2, 4, ...; `make_level(scale)` builds one level."""
+    return {"style" if k == 0 else f"style_x{2 ** k}": make_level(2 ** k) for k in range(levels)}
+
+
 class TVLoss(nn.Module):
     """Total variation: mean squared difference of neighbouring pixels (reduction "sum": the
     sum over pixels, as the papers write it; its weight then depends on the image size)."""

@@ -25,7 +25,7 @@ import torchvision
 from impasto import images
 from impasto.errors import ImpastoError
 from impasto.models.losses import (GATYS_STYLE, JOHNSON_CONTENT, JOHNSON_STYLE, ContentLoss, HistogramLoss,
-                                   MRFLoss, SlicedWassersteinLoss, StyleLoss, TVLoss)
+                                   MRFLoss, SlicedWassersteinLoss, StyleLoss, TVLoss, gram_pyramid)
 from impasto.models.objective import Objective
 from impasto.models.tensors import to_tensor
 from impasto.models.transformer import ARCHITECTURES, TransformerNet
@@ -58,14 +58,12 @@ def build_perceptual_loss(vgg_weights: Optional[str], content_weight: float, sty
     `style_pyramid` levels of the Gram style term: "style" on the image, "style_x2" on it pooled by 2,
     "style_x4" by 4, ..., each at the full style weight."""
     weights = load_vgg_weights(vgg_weights)
-    gram_style = lambda scale: StyleLoss(style_layers, weight=style_weight, layer_weights=style_layer_weights,
-                                         gram_norm="chw", relative=style_relative, scale=scale)
-    coarser = {f"style_x{2 ** k}": gram_style(2 ** k) for k in range(1, style_pyramid)} if style_weight > 0 else {}
+    level = lambda scale: StyleLoss(style_layers, weight=style_weight, layer_weights=style_layer_weights,
+                                    gram_norm="chw", relative=style_relative, scale=scale)
     return Objective(
         weights,
         content=ContentLoss(content_layers, weight=content_weight),
-        style=gram_style(1) if style_weight > 0 else None,
-        **coarser,
+        **(gram_pyramid(level, style_pyramid) if style_weight > 0 else {}),
         tv=TVLoss(tv_weight) if tv_weight > 0 else None,
         histogram=HistogramLoss(histogram_layers, weight=histogram_weight) if histogram_weight > 0 else None,
         swd=SlicedWassersteinLoss(swd_layers, weight=swd_weight) if swd_weight > 0 else None,

@@ -22,7 +22,7 @@ from impasto import color, images
 from impasto.errors import ImpastoError
 from impasto.hardware import auto_precision
 from impasto.models.losses import (GATYS_CONTENT, GATYS_STYLE, ContentLoss, HistogramLoss, MRFLoss,
-                                   SlicedWassersteinLoss, StyleLoss, TVLoss)
+                                   SlicedWassersteinLoss, StyleLoss, TVLoss, gram_pyramid)
 from impasto.models.objective import Objective
 from impasto.models.tensors import to_array, to_tensor
 from impasto.models.weights import load_vgg_weights
@@ -128,16 +128,13 @@ def build_objective(config: OptimizeConfig, weights=None) -> Objective:
     c = config
     paper = c.loss_scale == "paper"
     style_weight = c.style_weight * (CHW_BALANCE if c.gram_norm == "chw" else 1.0)
-    gram_style = lambda scale: StyleLoss(c.style_layers, style_weight, c.style_layer_weights, c.gram_norm,
-                                         c.intensity, "paper" if paper else "mean", scale=scale)
-    # The coarser levels of a Gram pyramid (Snelgrove 2017): the same layers on both images pooled.
-    coarser = {f"style_x{2 ** k}": gram_style(2 ** k) for k in range(1, c.style_pyramid)} if c.style_weight > 0 else {}
+    level = lambda scale: StyleLoss(c.style_layers, style_weight, c.style_layer_weights, c.gram_norm,
+                                    c.intensity, "paper" if paper else "mean", scale=scale)
     return Objective(
         weights,
         content=ContentLoss(c.content_layers, c.content_weight, "gatys" if paper else c.content_normalize)
         if c.content_weight > 0 else None,
-        style=gram_style(1) if c.style_weight > 0 else None,
-        **coarser,
+        **(gram_pyramid(level, c.style_pyramid) if c.style_weight > 0 else {}),
         tv=TVLoss(c.tv_weight, "sum" if paper else "mean") if c.tv_weight > 0 else None,
         histogram=HistogramLoss(c.histogram_layers, c.histogram_weight, reduction="paper" if paper else "mean")
         if c.histogram_weight > 0 else None,
