@@ -73,7 +73,7 @@ def build_perceptual_loss(vgg_weights: Optional[str], content_weight: float, sty
 
 def gram_style_terms(objective: Objective) -> list[StyleLoss]:
     """The Gram style term and its coarser pyramid levels (`build_perceptual_loss`)."""
-    return [t for n, t in objective.terms.items() if n == "style" or n.startswith("style_x")]
+    return [t for t in objective.terms.values() if isinstance(t, StyleLoss)]
 
 
 def load_style_image(path: str, size: Optional[int]) -> torch.Tensor:
