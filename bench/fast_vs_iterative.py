@@ -55,7 +55,7 @@ def start_image(photo: torch.Tensor, init: str, seed: int) -> torch.Tensor:
 
 def style_by_layer(loss, image: torch.Tensor) -> dict[str, float]:
     """The style term split by VGG layer, each part weighted as the term weighs it (they sum to it):
-    where a network falls short of L-BFGS at an equal total."""
+    where a network falls short of L-BFGS at an equal total. Of a Gram pyramid, its first level."""
     term = loss.term("style")
     with torch.no_grad():
         parts = term.layer_losses(loss.vgg(image))

@@ -145,9 +145,6 @@ def run(args) -> int:
     inputs = load_inputs(args.content, args.style, args.content_map, args.style_map or (), args.mask or ())
     picture = inputs.content if inputs.content is not None else inputs.content_map.labels
     config = config_from_args(args, natural_side=max(picture.shape[:2]))
-    if config.style_pyramid > 1:   # the semantic terms are masked per region, at one scale
-        from impasto.errors import ImpastoError
-        raise ImpastoError("--style-pyramid is for the plain objective; the semantic modes do not take it")
     if args.mrf_layers:
         config.mrf_layers = tuple(args.mrf_layers)
     mode = args.semantic_mode or ("doodle" if not args.content else "region")

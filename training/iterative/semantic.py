@@ -259,6 +259,8 @@ def stylize_semantic(inputs: SemanticInputs, config: OptimizeConfig, scfg: Seman
     """Run the chosen semantic mode over the scales of `config` (coarse to fine)."""
     if config.preserve_color:
         raise ImpastoError("--preserve-color is not available with the semantic options")
+    if config.style_pyramid > 1:   # the semantic terms are masked per region, at one scale
+        raise ImpastoError("--style-pyramid is not available with the semantic options")
     torch.manual_seed(config.seed)
     weights = weights or load_vgg_weights(config.vgg_weights, config.vgg_arch)
     mode = "doodle" if inputs.content is None else scfg.mode
