@@ -41,9 +41,10 @@ def register(sub) -> None:
     p.add_argument("--multi", type=Path, nargs="*", default=[str(MULTI)],
                    help="multi-style configs to train beside the styles; `--multi` alone: none "
                         f"(default: the bundled eight-style network's, {MULTI})")
-    p.add_argument("--profile", type=Path, default=None,
-                   help=f"applied on top of every config (default: {CONFIGS / 'gpu.yaml'}; "
-                        f"with --from-zoo, {CONFIGS / 'gpu_zoo.yaml'})")
+    p.add_argument("--profile", type=Path, nargs="+", default=None, metavar="YAML",
+                   help=f"applied on top of every config, several in order (default: {CONFIGS / 'gpu.yaml'}; "
+                        f"with --from-zoo, {CONFIGS / 'gpu_zoo.yaml'}); e.g. "
+                        f"--profile {CONFIGS / 'gpu.yaml'} my_recipe.yaml")
     p.add_argument("--from-zoo", nargs="?", type=Path, const=ZOO, default=None, metavar="FOLDER",
                    help=f"go on from the bundled networks (default folder: {ZOO}), each on its card's recipe")
     p.add_argument("--video-share", type=number(0, lt=1), default=0.25,
@@ -56,7 +57,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from impasto.training.fast.gpu import train_all
-    profile = args.profile or CONFIGS / ("gpu_zoo.yaml" if args.from_zoo else "gpu.yaml")
+    profile = args.profile or [CONFIGS / ("gpu_zoo.yaml" if args.from_zoo else "gpu.yaml")]
     return train_all(args.pack, [Path(c) for c in args.configs], args.styles.split(",") if args.styles else None,
                      args.minutes, args.base_steps, args.workers, args.out, args.base, profile,
                      [Path(m) for m in args.multi], args.video_profile, args.video_share, args.from_zoo)

@@ -29,12 +29,14 @@ each run got: steps, images seen, seconds.
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Sequence
 
 import torch
 import yaml
@@ -58,11 +60,11 @@ def style_configs(places: list[Path], only: list[str] | None) -> list[Path]:
     return configs
 
 
-def video_configs(style: Path, profile: Path, video_profile: Path) -> list[Path]:
-    """The configs of a style's video network, in order: the style's, the GPU profile, the video
+def video_configs(style: Path, profiles: Sequence[Path], video_profile: Path) -> list[Path]:
+    """The configs of a style's video network, in order: the style's, the GPU profiles, the video
     profile, and the style's own video recipe beside it (video/<style>.yaml) where there is one."""
     own = video_profile.with_suffix("") / style.name
-    return [style, profile, video_profile, *([own] if own.is_file() else [])]
+    return [style, *profiles, video_profile, *([own] if own.is_file() else [])]
 
 
 def zoo_config(style: str, zoo: Path, out: Path) -> Path:
@@ -163,6 +165,22 @@ def load_stack(configs: list[Path]) -> dict:
     return out
 
 
+def check_model_keys(configs: dict[str, dict], multi: set[str]) -> None:
+    """Fail before any training when a stacked config sets a model option its network's module does
+    not take (a single-style profile under a multi-style network, say): LightningCLI would refuse it
+    only when that run starts, after the base networks."""
+    from impasto.training.fast.module import FastStyleModule
+    from impasto.training.fast.multistyle import MultiStyleModule
+    for name, cfg in configs.items():
+        module = MultiStyleModule if name in multi else FastStyleModule
+        known = inspect.signature(module.__init__).parameters
+        unknown = sorted(set(cfg.get("model") or {}) - set(known))
+        if unknown:
+            kind = "a multi-style network" if name in multi else "a single-style network"
+            raise ImpastoError(f"{name}: {kind} takes no model option {', '.join(unknown)}; leave that profile out"
+                               + (" or train no multi-style network (`--multi` alone)" if name in multi else ""))
+
+
 def launch(configs: list[Path], run_dir: Path, extra: list[str], log: Path, command: str = "train") -> subprocess.Popen:
     log.parent.mkdir(parents=True, exist_ok=True)
     cmd = IMPASTO + [command] + [arg for c in configs for arg in ("--config", str(c))] + ["--run_dir", str(run_dir)]
@@ -191,13 +209,15 @@ def hms(seconds: float) -> str:
 
 def train_all(pack: Path, configs: list[Path], styles: list[str] | None = None, minutes: float = 12.0,
               base_steps: int = 800, workers: int = 2, out: Path = Path("runs/gpu"),
-              base: Path = Path("configs/fast/base.yaml"), profile: Path = Path("configs/fast/gpu.yaml"),
+              base: Path = Path("configs/fast/base.yaml"),
+              profile: Path | Sequence[Path] = Path("configs/fast/gpu.yaml"),
               multi: list[Path] = (), video_profile: Path = Path("configs/fast/video.yaml"),
               video_share: float = 0.25, from_zoo: Path | None = None) -> int:
     """The bases, then every style (and every multi-style network) at once, then every style's video
     network; 0 when every run ended well. `from_zoo` (a folder of bundled networks and their cards,
     with `profile` configs/fast/gpu_zoo.yaml): each style goes on from its bundled network, on the
-    recipe its card records, instead of from a base."""
+    recipe its card records, instead of from a base. `profile`: one profile, or several laid on top
+    of each config in order."""
     if not 0 <= video_share < 1:
         raise ImpastoError(f"video_share is the budget's share for the video networks, in [0, 1); got {video_share}")
     start = time.time()
@@ -212,11 +232,17 @@ def train_all(pack: Path, configs: list[Path], styles: list[str] | None = None, 
             raise ImpastoError(f"{m}: no such multi-style config")
     if video_share and not video_profile.is_file():
         raise ImpastoError(f"{video_profile}: no such video profile")
+    profiles = [profile] if isinstance(profile, (str, Path)) else list(profile)
+    for p in profiles:
+        if not Path(p).is_file():
+            raise ImpastoError(f"{p}: no such profile")
     if from_zoo:   # each style's own recipe, as its card records it, in place of its config file
         configs = [zoo_config(c.stem, from_zoo, out) for c in configs]
-    loaded = {c.stem: load_stack([c, profile]) for c in [*configs, *multi]}
-    base_yaml = load_stack([base, profile])
-    videos = {f"{c.stem}_video": video_configs(c, profile, video_profile) for c in configs} if video_share else {}
+    loaded = {c.stem: load_stack([c, *profiles]) for c in [*configs, *multi]}
+    base_yaml = load_stack([base, *profiles])
+    videos = {f"{c.stem}_video": video_configs(c, profiles, video_profile) for c in configs} if video_share else {}
+    check_model_keys({**loaded, "base": base_yaml, **{n: load_stack(stack) for n, stack in videos.items()}},
+                     {m.stem for m in multi})
     check_pack_depth(json.loads((pack / "pack.json").read_text()), {
         **loaded, **{name: load_stack(stack) for name, stack in videos.items()}})
     # relative paths stay relative: they end up in the model cards
@@ -229,7 +255,7 @@ def train_all(pack: Path, configs: list[Path], styles: list[str] | None = None, 
     for arch in archs:
         name = f"base_{arch}"
         logs[name] = out / "logs" / f"{name}.log"
-        procs[name] = launch([base, profile], out / name, pack_overrides(pack, base_yaml, workers) + [
+        procs[name] = launch([base, *profiles], out / name, pack_overrides(pack, base_yaml, workers) + [
             "--model.arch", arch, "--trainer.max_steps", str(base_steps),
             "--trainer.max_time", hms((deadline - time.time()) * 0.2)], logs[name])
     codes = wait_all(procs, logs)
@@ -251,7 +277,7 @@ def train_all(pack: Path, configs: list[Path], styles: list[str] | None = None, 
                 continue
             extra += ["--model.init_from", str(start_from)]
         logs[config.stem] = out / "logs" / f"{config.stem}.log"
-        procs[config.stem] = launch([config, profile], out / config.stem, extra, logs[config.stem],
+        procs[config.stem] = launch([config, *profiles], out / config.stem, extra, logs[config.stem],
                                     "train-multi" if config in multi else "train")
     codes.update(wait_all({c.stem: procs[c.stem] for c in configs if c.stem in procs}, logs))
 

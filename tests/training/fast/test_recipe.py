@@ -206,7 +206,7 @@ def test_a_style_with_its_own_video_recipe_gets_it_on_top_of_the_video_profile(c
     from impasto.training.fast.cli import cli_main
     from impasto.training.fast.gpu import video_configs
     fast = Path("configs/fast")
-    stacks = {s: video_configs(fast / f"{s}.yaml", fast / "gpu.yaml", fast / "video.yaml")
+    stacks = {s: video_configs(fast / f"{s}.yaml", [fast / "gpu.yaml"], fast / "video.yaml")
               for s in ("candy", "mosaic", "starry_night", "udnie")}
     assert stacks["mosaic"][-1] == fast / "video" / "mosaic.yaml"
     assert all(stacks[s][-1] == fast / "video.yaml" for s in ("candy", "starry_night", "udnie"))
@@ -248,6 +248,18 @@ def test_gpu_script_refuses_a_pack_too_shallow_for_the_loss_layers(pack, tmp_pat
     with pytest.raises(ImpastoError, match="nope.yaml: no such video profile"):
         train_all(pack, [REPO / "configs" / "fast" / "candy.yaml"], out=tmp_path / "gpu",
                   video_profile=tmp_path / "nope.yaml")
+    with pytest.raises(ImpastoError, match="nope.yaml: no such profile"):
+        train_all(pack, [REPO / "configs" / "fast" / "candy.yaml"], out=tmp_path / "gpu",
+                  profile=[fast / "gpu.yaml", tmp_path / "nope.yaml"])
+    # a single-style option stacked under a multi-style network fails before the base networks
+    (tmp_path / "pyramid.yaml").write_text(yaml.safe_dump({"model": {"style_pyramid": 3}}))
+    with pytest.raises(ImpastoError, match="zoo8: a multi-style network takes no model option style_pyramid"):
+        train_all(pack, [fast / "candy.yaml"], out=tmp_path / "gpu", profile=[fast / "gpu.yaml", tmp_path / "pyramid.yaml"],
+                  multi=[REPO / "configs" / "multistyle" / "zoo8.yaml"], video_share=0)
+    (tmp_path / "typo.yaml").write_text(yaml.safe_dump({"model": {"style_pyramids": 3}}))
+    with pytest.raises(ImpastoError, match="candy: a single-style network takes no model option style_pyramids"):
+        train_all(pack, [fast / "candy.yaml"], out=tmp_path / "gpu", profile=[fast / "gpu.yaml", tmp_path / "typo.yaml"],
+                  multi=[], video_share=0)
     assert not (tmp_path / "gpu").exists()
 
 
@@ -271,11 +283,13 @@ def test_gpu_command_trains_base_style_and_multi_style_end_to_end(data, tmp_path
     arch = yaml.safe_load((REPO / "configs" / "fast" / "gpu.yaml").read_text())["model"]["arch"]
     profile = tmp_path / "tiny.yaml"        # the GPU profile's network, at a CPU's scale
     profile.write_text(yaml.safe_dump({
-        "model": {"arch": arch, "style_size": 64, "style_ramp_steps": 0},
+        "model": {"arch": arch, "style_size": 64, "style_ramp_steps": 300},
         "data": {"image_size": 32, "resize_size": 48, "val_size": 32, "batch_size": 2},
         "trainer": {"precision": "32-true", "max_steps": 2, "max_time": None, "val_check_interval": 2,
                     "enable_model_summary": False},
         "save_every_n_steps": 2, "threads": 1}))
+    no_ramp = tmp_path / "no_ramp.yaml"     # a second profile, laid on top of the first
+    no_ramp.write_text(yaml.safe_dump({"model": {"style_ramp_steps": 0}}))
     video = yaml.safe_load((REPO / "configs" / "fast" / "video.yaml").read_text())
     video["trainer"]["max_steps"] = 2
     (tmp_path / "video.yaml").write_text(yaml.safe_dump(video))
@@ -283,7 +297,7 @@ def test_gpu_command_trains_base_style_and_multi_style_end_to_end(data, tmp_path
     (tmp_path / "video" / "candy.yaml").write_text(yaml.safe_dump({"model": {"temporal_lowpass": 2}}))
     out = tmp_path / "gpu"
     r = cli("train-gpu", "--pack", str(pack), "--configs", "configs/fast/candy.yaml",
-            "--multi", "configs/multistyle/zoo8.yaml", "--profile", str(profile), "--base-steps", "2",
+            "--multi", "configs/multistyle/zoo8.yaml", "--profile", str(profile), str(no_ramp), "--base-steps", "2",
             "--video-profile", str(tmp_path / "video.yaml"),
             "--workers", "0", "--minutes", "10", "--out", str(out), timeout=900)
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
@@ -298,6 +312,7 @@ def test_gpu_command_trains_base_style_and_multi_style_end_to_end(data, tmp_path
     _, candy = load_fast_checkpoint(out / "results" / "candy.ckpt")
     assert candy["style"] == "candy"
     assert candy["style_image"] == "../shared/data/style/candy.jpg"   # the painting, not the pack's copy
+    assert candy["config"]["model"]["style_ramp_steps"] == 0 and candy["config"]["model"]["arch"] == arch
     assert candy["config"]["model"]["vgg_weights"] is None            # $IMPASTO_VGG_WEIGHTS, not the pack's
     _, steady = load_fast_checkpoint(out / "results" / "candy_video.ckpt")
     model = steady["config"]["model"]
