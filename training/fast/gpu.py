@@ -255,8 +255,9 @@ def train_all(pack: Path, configs: list[Path], styles: list[str] | None = None, 
     for arch in archs:
         name = f"base_{arch}"
         logs[name] = out / "logs" / f"{name}.log"
+        # a base only copies photos, whatever style weight a profile lays on the styles
         procs[name] = launch([base, *profiles], out / name, pack_overrides(pack, base_yaml, workers) + [
-            "--model.arch", arch, "--trainer.max_steps", str(base_steps),
+            "--model.arch", arch, "--model.style_weight", "0", "--trainer.max_steps", str(base_steps),
             "--trainer.max_time", hms((deadline - time.time()) * 0.2)], logs[name])
     codes = wait_all(procs, logs)
     bases = {arch: out / f"base_{arch}" / "checkpoints" / "last.ckpt" for arch in archs}

@@ -289,7 +289,7 @@ def test_gpu_command_trains_base_style_and_multi_style_end_to_end(data, tmp_path
                     "enable_model_summary": False},
         "save_every_n_steps": 2, "threads": 1}))
     no_ramp = tmp_path / "no_ramp.yaml"     # a second profile, laid on top of the first
-    no_ramp.write_text(yaml.safe_dump({"model": {"style_ramp_steps": 0}}))
+    no_ramp.write_text(yaml.safe_dump({"model": {"style_ramp_steps": 0, "style_weight": 2000.0}}))   # the base stays a copy
     video = yaml.safe_load((REPO / "configs" / "fast" / "video.yaml").read_text())
     video["trainer"]["max_steps"] = 2
     (tmp_path / "video.yaml").write_text(yaml.safe_dump(video))
@@ -312,7 +312,7 @@ def test_gpu_command_trains_base_style_and_multi_style_end_to_end(data, tmp_path
     _, candy = load_fast_checkpoint(out / "results" / "candy.ckpt")
     assert candy["style"] == "candy"
     assert candy["style_image"] == "../shared/data/style/candy.jpg"   # the painting, not the pack's copy
-    assert candy["config"]["model"]["style_ramp_steps"] == 0 and candy["config"]["model"]["arch"] == arch
+    assert (candy["config"]["model"]["style_ramp_steps"], candy["config"]["model"]["style_weight"]) == (0, 2000.0)
     assert candy["config"]["model"]["vgg_weights"] is None            # $IMPASTO_VGG_WEIGHTS, not the pack's
     _, steady = load_fast_checkpoint(out / "results" / "candy_video.ckpt")
     model = steady["config"]["model"]
