@@ -42,6 +42,8 @@ import torch
 import yaml
 
 from impasto.errors import ImpastoError
+from impasto.training.fast.module import FastStyleModule
+from impasto.training.fast.multistyle import MultiStyleModule
 
 IMPASTO = [sys.executable, "-c", "import sys; from impasto.cli import main; sys.exit(main(sys.argv[1:]))"]
 
@@ -169,8 +171,6 @@ def check_model_keys(configs: dict[str, dict], multi: set[str]) -> None:
     """Fail before any training when a stacked config sets a model option its network's module does
     not take (a single-style profile under a multi-style network, say): LightningCLI would refuse it
     only when that run starts, after the base networks."""
-    from impasto.training.fast.module import FastStyleModule
-    from impasto.training.fast.multistyle import MultiStyleModule
     for name, cfg in configs.items():
         module = MultiStyleModule if name in multi else FastStyleModule
         known = inspect.signature(module.__init__).parameters
