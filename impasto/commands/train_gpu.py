@@ -57,7 +57,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from impasto.training.fast.gpu import train_all
-    profile = args.profile or [CONFIGS / ("gpu_zoo.yaml" if args.from_zoo else "gpu.yaml")]
+    profiles = args.profile or [CONFIGS / ("gpu_zoo.yaml" if args.from_zoo else "gpu.yaml")]
     return train_all(args.pack, [Path(c) for c in args.configs], args.styles.split(",") if args.styles else None,
-                     args.minutes, args.base_steps, args.workers, args.out, args.base, profile,
+                     args.minutes, args.base_steps, args.workers, args.out, args.base, profiles,
                      [Path(m) for m in args.multi], args.video_profile, args.video_share, args.from_zoo)

@@ -210,14 +210,14 @@ def hms(seconds: float) -> str:
 def train_all(pack: Path, configs: list[Path], styles: list[str] | None = None, minutes: float = 12.0,
               base_steps: int = 800, workers: int = 2, out: Path = Path("runs/gpu"),
               base: Path = Path("configs/fast/base.yaml"),
-              profile: Path | Sequence[Path] = Path("configs/fast/gpu.yaml"),
+              profiles: Sequence[Path] = (Path("configs/fast/gpu.yaml"),),
               multi: list[Path] = (), video_profile: Path = Path("configs/fast/video.yaml"),
               video_share: float = 0.25, from_zoo: Path | None = None) -> int:
     """The bases, then every style (and every multi-style network) at once, then every style's video
     network; 0 when every run ended well. `from_zoo` (a folder of bundled networks and their cards,
-    with `profile` configs/fast/gpu_zoo.yaml): each style goes on from its bundled network, on the
-    recipe its card records, instead of from a base. `profile`: one profile, or several laid on top
-    of each config in order."""
+    with `profiles` configs/fast/gpu_zoo.yaml): each style goes on from its bundled network, on the
+    recipe its card records, instead of from a base. `profiles` are laid on top of each config in
+    order."""
     if not 0 <= video_share < 1:
         raise ImpastoError(f"video_share is the budget's share for the video networks, in [0, 1); got {video_share}")
     start = time.time()
@@ -232,7 +232,6 @@ def train_all(pack: Path, configs: list[Path], styles: list[str] | None = None, 
             raise ImpastoError(f"{m}: no such multi-style config")
     if video_share and not video_profile.is_file():
         raise ImpastoError(f"{video_profile}: no such video profile")
-    profiles = [profile] if isinstance(profile, (str, Path)) else list(profile)
     for p in profiles:
         if not Path(p).is_file():
             raise ImpastoError(f"{p}: no such profile")
@@ -241,10 +240,9 @@ def train_all(pack: Path, configs: list[Path], styles: list[str] | None = None, 
     loaded = {c.stem: load_stack([c, *profiles]) for c in [*configs, *multi]}
     base_yaml = load_stack([base, *profiles])
     videos = {f"{c.stem}_video": video_configs(c, profiles, video_profile) for c in configs} if video_share else {}
-    check_model_keys({**loaded, "base": base_yaml, **{n: load_stack(stack) for n, stack in videos.items()}},
-                     {m.stem for m in multi})
-    check_pack_depth(json.loads((pack / "pack.json").read_text()), {
-        **loaded, **{name: load_stack(stack) for name, stack in videos.items()}})
+    videos_loaded = {name: load_stack(stack) for name, stack in videos.items()}
+    check_model_keys({**loaded, "base": base_yaml, **videos_loaded}, {m.stem for m in multi})
+    check_pack_depth(json.loads((pack / "pack.json").read_text()), {**loaded, **videos_loaded})
     # relative paths stay relative: they end up in the model cards
 
     # 1. one base network per architecture the styles use

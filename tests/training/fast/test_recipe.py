@@ -229,7 +229,7 @@ def test_gpu_script_refuses_a_pack_too_shallow_for_the_loss_layers(pack, tmp_pat
 
     def train(style, **kw):
         train_all(pack, [fast / f"{style}.yaml"], out=tmp_path / "gpu", base=fast / "base.yaml",
-                  profile=fast / "gpu.yaml", **kw)
+                  profiles=[fast / "gpu.yaml"], **kw)
 
     with pytest.raises(ImpastoError, match="candy: .* up to conv5_1, the pack stops at conv4_3"):
         train("candy", multi=[])
@@ -250,15 +250,15 @@ def test_gpu_script_refuses_a_pack_too_shallow_for_the_loss_layers(pack, tmp_pat
                   video_profile=tmp_path / "nope.yaml")
     with pytest.raises(ImpastoError, match="nope.yaml: no such profile"):
         train_all(pack, [REPO / "configs" / "fast" / "candy.yaml"], out=tmp_path / "gpu",
-                  profile=[fast / "gpu.yaml", tmp_path / "nope.yaml"])
+                  profiles=[fast / "gpu.yaml", tmp_path / "nope.yaml"])
     # a single-style option stacked under a multi-style network fails before the base networks
     (tmp_path / "pyramid.yaml").write_text(yaml.safe_dump({"model": {"style_pyramid": 3}}))
     with pytest.raises(ImpastoError, match="zoo8: a multi-style network takes no model option style_pyramid"):
-        train_all(pack, [fast / "candy.yaml"], out=tmp_path / "gpu", profile=[fast / "gpu.yaml", tmp_path / "pyramid.yaml"],
+        train_all(pack, [fast / "candy.yaml"], out=tmp_path / "gpu", profiles=[fast / "gpu.yaml", tmp_path / "pyramid.yaml"],
                   multi=[REPO / "configs" / "multistyle" / "zoo8.yaml"], video_share=0)
     (tmp_path / "typo.yaml").write_text(yaml.safe_dump({"model": {"style_pyramids": 3}}))
     with pytest.raises(ImpastoError, match="candy: a single-style network takes no model option style_pyramids"):
-        train_all(pack, [fast / "candy.yaml"], out=tmp_path / "gpu", profile=[fast / "gpu.yaml", tmp_path / "typo.yaml"],
+        train_all(pack, [fast / "candy.yaml"], out=tmp_path / "gpu", profiles=[fast / "gpu.yaml", tmp_path / "typo.yaml"],
                   multi=[], video_share=0)
     assert not (tmp_path / "gpu").exists()
 
