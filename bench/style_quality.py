@@ -88,7 +88,7 @@ def evaluate(onnx_files: list[Path], photos: list[Path], size: int, weights_file
     loaded = [(p, images.load(str(p), max_side=size)) for p in photos]
     for f in onnx_files:
         engine = OrtEngine(f)
-        for name, style_path, weights in _styles_of(f, read_card(f), engine.styles):
+        for name, style_path, weights in styles_of(f, read_card(f), engine.styles):
             style = images.load(str(style_path), max_side=style_side)
             q = StyleQuality(style, weights_file)
             twin = q.mirrored(style) if mirrored else None
@@ -114,7 +114,7 @@ def evaluate(onnx_files: list[Path], photos: list[Path], size: int, weights_file
     return results
 
 
-def _styles_of(onnx: Path, card: dict, styles: list[str]):
+def styles_of(onnx: Path, card: dict, styles: list[str]):
     """(row name, painting, style weights) for every style a model paints: one for a
     single-style network, each one-hot style of a multi-style one ("zoo8/candy")."""
     if not styles:

@@ -25,7 +25,7 @@ def test_a_network_exported_under_another_name_is_held_to_its_painting_not_the_t
     shutil.copy(REPO / "models" / "zoo" / "candy.onnx", net)
     shutil.copy(REPO / "models" / "zoo" / "candy.style.jpg", tmp_path / "net.style.jpg")
     bench = _bench()
-    [(name, painting, weights)] = list(bench._styles_of(net, {}, []))
+    [(name, painting, weights)] = list(bench.styles_of(net, {}, []))
     assert (name, weights) == ("net", None)
     assert painting == data / "style" / "candy.jpg"
 
@@ -37,7 +37,7 @@ def test_a_network_that_names_no_painting_falls_back_to_the_thumbnail_beside_it(
     del model.metadata_props[:]
     onnx.save(model, str(tmp_path / "mystery.onnx"))
     shutil.copy(REPO / "models" / "zoo" / "candy.style.jpg", tmp_path / "mystery.style.jpg")
-    [(_, painting, _)] = list(_bench()._styles_of(tmp_path / "mystery.onnx", {}, []))
+    [(_, painting, _)] = list(_bench().styles_of(tmp_path / "mystery.onnx", {}, []))
     assert painting == tmp_path / "mystery.style.jpg"
 
 

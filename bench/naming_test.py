@@ -1,0 +1,274 @@
+"""A blind naming test: would a viewer name the painting from the fast result?
+
+    python bench/naming_test.py prepare OUT [models/zoo/candy.onnx ...] [--per-style 2]
+        [--iterative 1] [--iterations 300] [--grades 1] [--size 320] [--seed 0]
+    python bench/naming_test.py score OUT OUT/viewer/answers.txt [--json score.json]
+
+The bar's last line ("a person would name the painting from the fast result") asks a person, not
+a loss. `prepare` writes what to show one: held-out photos painted by every fast network (each
+style of a multi-style one), shuffled under numbered names, and a line-up of every painting in
+../shared/data/style (crops of a painting listed once), numbered. Mixed in among them, unmarked:
+
+- grades: the photo recoloured to the painting's colour mean and covariance, nothing else. If a
+  viewer names the painting from its grade as often as from the fast result, the network's look
+  is its palette: a colour grade, the failure the bar is there to catch.
+- iterative: L-BFGS on the photo's pixels (Gatys et al., 300 iterations), the teacher: how
+  nameable the painting is when the objective is met in full.
+
+OUT/viewer/ is all the viewer may see: items/, lineup/, lineup.png, INSTRUCTIONS.md and
+answers.txt to fill in ("item_07: 12", or "item_07: none"). OUT/key.json says what each item is;
+keep it from the viewer. `score` prints, per condition and per painting, how often the viewer
+named the right painting, against chance (one in the line-up's size).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import random
+import re
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench"))
+
+from style_quality import styles_of  # noqa: E402
+
+from impasto import images  # noqa: E402
+from impasto.color import match_color_histogram  # noqa: E402
+from impasto.errors import ImpastoError  # noqa: E402
+from impasto.models.zoo.card import read_card  # noqa: E402
+from impasto.serve.runtime import OrtEngine  # noqa: E402
+from impasto.serve.stylize import stylize_array  # noqa: E402
+from impasto.training.iterative.optimize import OptimizeConfig, build_objective, stylize  # noqa: E402
+
+SHARED = REPO.parent / "shared" / "data"
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+ANSWER = re.compile(r"^\s*(item_\d+)\s*:\s*([^\s#]*)")
+INSTRUCTIONS = """\
+# Which painting?
+
+Each picture in items/ is a photo made to look like one of the paintings in lineup/ (the same
+paintings, numbered, are on lineup.png), or like none of them. For each item, write the number of
+the painting it imitates into answers.txt, or `none` if it imitates none you can see; a short
+reason may follow a `#` ("item_07: 12  # the swirls"). Judge each item on its own: a painting may
+be behind several items or behind none. Do not look for other files; only items/ and lineup/ are
+part of the test.
+"""
+
+
+def default_models() -> list[Path]:
+    """The bundled photo networks: not the video networks (the same styles, steadier) nor the
+    spatial export of zoo8 (the same network, weights per pixel)."""
+    return sorted(p for p in (REPO / "models" / "zoo").glob("*.onnx")
+                  if not p.name.endswith((".video.onnx", ".spatial.onnx")))
+
+
+def lineup(folder: Path) -> list[Path]:
+    """Every painting in `folder`, a painting's crops (starry_night_crop, rain-princess-cropped)
+    left out: they would be a second right answer."""
+    found = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    stems = {p.stem for p in found}
+    return [p for p in found if not (re.search(r"[-_]crop(ped)?$", p.stem)
+                                     and re.sub(r"[-_]crop(ped)?$", "", p.stem) in stems)]
+
+
+def plan(models: list[Path], paintings: list[Path], photos: list[Path], per_style: int, grades: int,
+         iterative: int) -> list[dict]:
+    """What each item will be, before any is painted: photos dealt in turn, so a painting's
+    items in different conditions show different photos (no side-by-side within a photo)."""
+    names = {p.name for p in paintings}
+    items, deal = [], 0
+
+    def photo() -> str:
+        nonlocal deal
+        deal += 1
+        return photos[(deal - 1) % len(photos)].name
+
+    styles = []
+    for model in models:
+        for name, painting, weights in styles_of(model, read_card(model), engine_for(str(model)).styles):
+            if painting.name not in names:
+                raise ImpastoError(f"{name}: its painting {painting.name} is not in the line-up")
+            styles.append((model, name, painting, weights))
+    for model, name, painting, weights in styles:
+        items += [{"condition": "fast", "network": str(model), "style": name, "painting": painting.name,
+                   "style_index": None if weights is None else int(np.argmax(weights)), "photo": photo()}
+                  for _ in range(per_style)]
+    for painting in dict.fromkeys(s[2].name for s in styles):
+        items += [{"condition": "grade", "painting": painting, "photo": photo()} for _ in range(grades)]
+        items += [{"condition": "iterative", "painting": painting, "photo": photo()} for _ in range(iterative)]
+    return items
+
+
+@functools.cache
+def engine_for(network: str) -> OrtEngine:
+    return OrtEngine(network, threads=2)
+
+
+def paint(item: dict, photo: np.ndarray, painting: np.ndarray, config: OptimizeConfig, objective) -> np.ndarray:
+    if item["condition"] == "fast":
+        engine = engine_for(item["network"])
+        weights = None
+        if item["style_index"] is not None:
+            weights = np.eye(len(engine.styles), dtype=np.float32)[item["style_index"]]
+        return stylize_array(engine, photo, style_weights=weights)
+    if item["condition"] == "grade":
+        return np.clip(match_color_histogram(photo, painting), 0, 1)
+    return stylize(photo, [painting], config, objective=objective).image
+
+
+def prepare(out: Path, models: list[Path], photos_dir: Path, paintings_dir: Path, per_style: int,
+            grades: int, iterative: int, size: int, seed: int, iterations: int = 300) -> list[dict]:
+    paintings = lineup(paintings_dir)
+    photos = sorted(p for p in photos_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not photos:
+        raise ImpastoError(f"{photos_dir}: no photos")
+    rng = random.Random(seed)
+    rng.shuffle(photos)
+    items = plan(models, paintings, photos, per_style, grades, iterative)
+    rng.shuffle(items)                      # conditions and styles interleaved, nothing in the order
+    numbers = list(range(1, len(paintings) + 1))
+    rng.shuffle(numbers)                    # the line-up's order says nothing either
+    labels = {p.name: n for p, n in zip(paintings, numbers)}
+    viewer = out / "viewer"
+    (viewer / "items").mkdir(parents=True, exist_ok=True)
+    (viewer / "lineup").mkdir(exist_ok=True)
+    for p in paintings:
+        images.save(images.load(str(p), max_side=384), viewer / "lineup" / f"{labels[p.name]:02d}.png")
+    write_sheet(paintings, labels, viewer / "lineup.png")
+    config = OptimizeConfig(size=size, iterations=iterations)
+    objective = build_objective(config) if iterative else None
+    width = len(str(len(items)))
+    for i, item in enumerate(items, 1):
+        item["item"] = f"item_{i:0{width}d}"
+        item["answer"] = labels[item["painting"]]
+        photo = images.load(str(photos_dir / item["photo"]), max_side=size)
+        painting = images.load(str(paintings_dir / item["painting"]), max_side=512)
+        images.save(paint(item, photo, painting, config, objective), viewer / "items" / f"{item['item']}.png")
+        print(f"{item['item']} painted ({i}/{len(items)})", flush=True)
+    (viewer / "INSTRUCTIONS.md").write_text(INSTRUCTIONS)
+    (viewer / "answers.txt").write_text("".join(f"{it['item']}: \n" for it in items))
+    key = {"lineup": {str(n): name for name, n in labels.items()}, "items": items}
+    (out / "key.json").write_text(json.dumps(key, indent=2) + "\n")
+    return items
+
+
+def write_sheet(paintings: list[Path], labels: dict[str, int], path: Path, tile: int = 200) -> None:
+    """All the paintings on one page, in label order, each with its number under it."""
+    ordered = sorted(paintings, key=lambda p: labels[p.name])
+    cols = 6
+    rows = -(-len(ordered) // cols)
+    sheet = Image.new("RGB", (cols * tile, rows * (tile + 24)), "white")
+    draw = ImageDraw.Draw(sheet)
+    font = ImageFont.load_default(size=20)
+    for k, p in enumerate(ordered):
+        thumb = Image.open(p).convert("RGB")
+        thumb.thumbnail((tile - 8, tile - 8))
+        x, y = (k % cols) * tile, (k // cols) * (tile + 24)
+        sheet.paste(thumb, (x + (tile - thumb.width) // 2, y + (tile - thumb.height) // 2))
+        draw.text((x + tile // 2, y + tile + 12), str(labels[p.name]), fill="black", font=font, anchor="mm")
+    sheet.save(path)
+
+
+def read_answers(path: Path, key: dict) -> dict[str, str | None]:
+    """item -> painting named (None for `none`); every item answered, every number in the line-up."""
+    known = {it["item"] for it in key["items"]}
+    answers: dict[str, str | None] = {}
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        m = ANSWER.match(line)
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        if not m or m.group(1) not in known:
+            raise ImpastoError(f"{path}:{n}: expected 'item_NN: <painting number or none>', got {line!r}")
+        value = m.group(2).lower()
+        if value == "none":
+            answers[m.group(1)] = None
+        elif value in key["lineup"] or value.lstrip("0") in key["lineup"]:
+            answers[m.group(1)] = key["lineup"][value.lstrip("0")]
+        else:
+            raise ImpastoError(f"{path}:{n}: {m.group(2) or 'nothing'} is not a painting's number "
+                               f"(1-{len(key['lineup'])}) nor 'none'")
+    missing = sorted(known - answers.keys())
+    if missing:
+        raise ImpastoError(f"{path}: no answer for {', '.join(missing)}")
+    return answers
+
+
+def score(key: dict, answers: dict[str, str | None]) -> dict:
+    """Share of items whose painting was named, per condition and per (condition, style)."""
+    by_condition, by_style = defaultdict(list), defaultdict(list)
+    for it in key["items"]:
+        hit = answers[it["item"]] == it["painting"]
+        by_condition[it["condition"]].append(hit)
+        by_style[(it["condition"], it.get("style", Path(it["painting"]).stem))].append(hit)
+    named = lambda hits: {"named": sum(hits), "items": len(hits), "share": sum(hits) / len(hits)}  # noqa: E731
+    return {"chance": 1 / len(key["lineup"]),
+            "conditions": {c: named(h) for c, h in by_condition.items()},
+            "styles": {f"{c}:{s}": named(h) for (c, s), h in sorted(by_style.items())},
+            "answers": {it["item"]: {"shown": it["painting"], "named": answers[it["item"]],
+                                     "condition": it["condition"], "style": it.get("style")}
+                        for it in key["items"]}}
+
+
+def report(result: dict) -> None:
+    print(f"chance: {result['chance']:.1%} (one of {round(1 / result['chance'])} paintings)")
+    for c, r in result["conditions"].items():
+        print(f"{c:>10}: named {r['named']}/{r['items']} ({r['share']:.0%})")
+    for s, r in result["styles"].items():
+        wrong = [a["named"] or "none" for a in result["answers"].values()
+                 if f"{a['condition']}:{a['style'] or Path(a['shown']).stem}" == s and a["named"] != a["shown"]]
+        print(f"  {s:<28} {r['named']}/{r['items']}" + (f"  (taken for {', '.join(wrong)})" if wrong else ""))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("prepare", help="paint the items and write the viewer's folder and the key")
+    p.add_argument("out", type=Path, help="a new folder: viewer/ for the viewer, key.json for you")
+    p.add_argument("models", nargs="*", type=Path, help="ONNX files (default: the bundled photo networks)")
+    p.add_argument("--photos", type=Path, default=SHARED / "content",
+                   help="held-out photos (default: %(default)s)")
+    p.add_argument("--paintings", type=Path, default=SHARED / "style",
+                   help="the line-up: every painting in this folder (default: %(default)s)")
+    p.add_argument("--per-style", type=int, default=2, help="fast items per style (default: %(default)s)")
+    p.add_argument("--grades", type=int, default=1,
+                   help="colour-graded photos per painting, the palette-only control (default: %(default)s)")
+    p.add_argument("--iterative", type=int, default=1,
+                   help="L-BFGS results per painting (default: %(default)s)")
+    p.add_argument("--iterations", type=int, default=300,
+                   help="L-BFGS iterations of each (default: %(default)s, the bar's)")
+    p.add_argument("--size", type=int, default=320, help="longest side of every item (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="the shuffle (default: %(default)s)")
+    s = sub.add_parser("score", help="score a viewer's answers against the key")
+    s.add_argument("out", type=Path, help="the folder prepare wrote")
+    s.add_argument("answers", type=Path, help="the viewer's answers.txt")
+    s.add_argument("--json", type=Path, default=None, help="write the figures here")
+    a = ap.parse_args()
+    try:
+        if a.command == "prepare":
+            if a.out.exists() and any(a.out.iterdir()):
+                raise ImpastoError(f"{a.out}: not empty; prepare writes a new test")
+            prepare(a.out, a.models or default_models(), a.photos, a.paintings, a.per_style, a.grades,
+                    a.iterative, a.size, a.seed, a.iterations)
+            print(f"show {a.out / 'viewer'} to the viewer; keep {a.out / 'key.json'} from them")
+        else:
+            key = json.loads((a.out / "key.json").read_text())
+            result = score(key, read_answers(a.answers, key))
+            report(result)
+            if a.json:
+                a.json.write_text(json.dumps(result, indent=2) + "\n")
+    except (ImpastoError, OSError) as e:
+        print(f"naming_test: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
