@@ -9,9 +9,11 @@ a loss. `prepare` writes what to show one: held-out photos painted by every fast
 style of a multi-style one), shuffled under numbered names, and a line-up of every painting in
 ../shared/data/style (crops of a painting listed once), numbered. Mixed in among them, unmarked:
 
-- grades: the photo recoloured to the painting's colour mean and covariance, nothing else. If a
-  viewer names the painting from its grade as often as from the fast result, the network's look
-  is its palette: a colour grade, the failure the bar is there to catch.
+- grades: the photo's colours carried onto the painting's whole colour distribution (Pitie et
+  al. 2005, iterative distribution transfer), nothing else: the painting's palette in the
+  painting's proportions, on the photo's shapes. If a viewer names the painting from its grade
+  as often as from the fast result, the network's look is its palette: a colour grade, the
+  failure the bar is there to catch.
 - iterative: L-BFGS on the photo's pixels (Gatys et al., 300 iterations), the teacher: how
   nameable the painting is when the objective is met in full.
 
@@ -41,7 +43,6 @@ sys.path.insert(0, str(REPO / "bench"))
 from style_quality import styles_of  # noqa: E402
 
 from impasto import images  # noqa: E402
-from impasto.color import match_color_histogram  # noqa: E402
 from impasto.errors import ImpastoError  # noqa: E402
 from impasto.models.zoo.card import read_card  # noqa: E402
 from impasto.serve.runtime import OrtEngine  # noqa: E402
@@ -58,8 +59,8 @@ Each picture in items/ is a photo made to look like one of the paintings in line
 paintings, numbered, are on lineup.png), or like none of them. For each item, write the number of
 the painting it imitates into answers.txt, or `none` if it imitates none you can see; a short
 reason may follow a `#` ("item_07: 12  # the swirls"). Judge each item on its own: a painting may
-be behind several items or behind none. Do not look for other files; only items/ and lineup/ are
-part of the test.
+be behind several items or behind none. Judge by eye, as a person would: do not measure the
+pictures with a program. Do not look for other files; only items/ and lineup/ are part of the test.
 """
 
 
@@ -120,8 +121,28 @@ def paint(item: dict, photo: np.ndarray, painting: np.ndarray, config: OptimizeC
             weights = np.eye(len(engine.styles), dtype=np.float32)[item["style_index"]]
         return stylize_array(engine, photo, style_weights=weights)
     if item["condition"] == "grade":
-        return np.clip(match_color_histogram(photo, painting), 0, 1)
+        return palette_transfer(photo, painting)
     return stylize(photo, [painting], config, objective=objective).image
+
+
+def palette_transfer(photo: np.ndarray, painting: np.ndarray, rounds: int = 30, seed: int = 0) -> np.ndarray:
+    """The photo's pixels moved, a rotation at a time, until their colours are distributed as the
+    painting's (Pitie et al.): along each axis of a random rotation of RGB, every pixel takes the
+    painting's value at its own rank. A mean-and-covariance grade keeps one blend of colours; this
+    keeps a painting of separate colours separate."""
+    rng = np.random.default_rng(seed)
+    src = photo.reshape(-1, 3).astype(np.float64)
+    ref = painting.reshape(-1, 3).astype(np.float64)
+    for _ in range(rounds):
+        rotation, _ = np.linalg.qr(rng.standard_normal((3, 3)))
+        a, b = src @ rotation, ref @ rotation
+        matched = np.empty_like(a)
+        for k in range(3):
+            ranks = np.empty(len(a))
+            ranks[np.argsort(a[:, k], kind="stable")] = (np.arange(len(a)) + 0.5) / len(a)
+            matched[:, k] = np.interp(ranks, (np.arange(len(b)) + 0.5) / len(b), np.sort(b[:, k]))
+        src = src + (matched - a) @ rotation.T
+    return np.clip(src, 0, 1).reshape(photo.shape).astype(np.float32)
 
 
 def prepare(out: Path, models: list[Path], photos_dir: Path, paintings_dir: Path, per_style: int,

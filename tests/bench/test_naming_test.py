@@ -62,8 +62,8 @@ def test_the_viewers_folder_names_no_painting(prepared, data):
 
 
 def test_each_item_is_what_the_key_says(prepared, data):
-    """The fast item is candy's network on its photo; the grade has the painting's colours and
-    the photo's shapes; L-BFGS moved the photo toward the painting and off its grade."""
+    """The fast item is candy's network on its photo; the grade has the painting's colour
+    distribution and the photo's shapes; L-BFGS moved the photo."""
     bench, out, photos, items = prepared
     by = {it["condition"]: it for it in items}
     shown = {c: images.load(str(out / "viewer" / "items" / f"{it['item']}.png")) for c, it in by.items()}
@@ -72,11 +72,12 @@ def test_each_item_is_what_the_key_says(prepared, data):
     fast = bench.stylize_array(bench.engine_for(str(CANDY)), photo["fast"])
     assert np.abs(shown["fast"] - fast).max() <= 1 / 255 + 1e-6
     painting = images.load(str(data / "style" / "candy.jpg"), max_side=512)
-    grade = shown["grade"]
-    assert np.abs(grade.reshape(-1, 3).mean(0) - painting.reshape(-1, 3).mean(0)).max() < 0.03
-    assert np.abs(photo["grade"].reshape(-1, 3).mean(0) - painting.reshape(-1, 3).mean(0)).max() > 0.05
-    luma = lambda a: a @ np.array([0.299, 0.587, 0.114])           # noqa: E731
-    assert np.corrcoef(luma(grade).ravel(), luma(photo["grade"]).ravel())[0, 1] > 0.9
+    quantiles = np.linspace(0.01, 0.99, 99)
+    spread = lambda a: np.quantile(a.reshape(-1, 3), quantiles, axis=0)      # noqa: E731
+    gap = lambda a: np.abs(spread(a) - spread(painting)).mean()              # noqa: E731
+    assert gap(shown["grade"]) < 0.02 < 0.05 < gap(photo["grade"])           # the painting's colours now
+    luma = lambda a: a @ np.array([0.299, 0.587, 0.114])                     # noqa: E731
+    assert np.corrcoef(luma(shown["grade"]).ravel(), luma(photo["grade"]).ravel())[0, 1] > 0.8  # its shapes
     assert np.abs(shown["iterative"] - photo["iterative"]).mean() > 0.03
 
 
