@@ -1,26 +1,29 @@
 """A blind naming test: would a viewer name the painting from the fast result?
 
-    python bench/naming_test.py prepare OUT [models/zoo/candy.onnx ...] [--per-style 2]
-        [--iterative 1] [--iterations 300] [--grades 1] [--size 320] [--seed 0]
-    python bench/naming_test.py score OUT OUT/viewer/answers.txt [--json score.json]
+    python bench/naming_test.py prepare OUT [models/zoo/candy.onnx ...] [--viewers 4]
+        [--per-style 1] [--grades 1] [--iterative 1] [--iterations 300] [--size 512] [--seed 0]
+    python bench/naming_test.py score OUT OUT/viewer_*/answers.txt [--json score.json]
 
 The bar's last line ("a person would name the painting from the fast result") asks a person, not
-a loss. `prepare` writes what to show one: held-out photos painted by every fast network (each
+a loss. `prepare` writes what to show people: held-out photos painted by every fast network (each
 style of a multi-style one), shuffled under numbered names, and a line-up of every painting in
 ../shared/data/style (crops of a painting listed once), numbered. Mixed in among them, unmarked:
 
 - grades: the photo's colours carried onto the painting's whole colour distribution (Pitie et
   al. 2005, iterative distribution transfer), nothing else: the painting's palette in the
-  painting's proportions, on the photo's shapes. If a viewer names the painting from its grade
+  painting's proportions, on the photo's shapes. If viewers name the painting from its grade
   as often as from the fast result, the network's look is its palette: a colour grade, the
   failure the bar is there to catch.
 - iterative: L-BFGS on the photo's pixels (Gatys et al., 300 iterations), the teacher: how
   nameable the painting is when the objective is met in full.
 
-OUT/viewer/ is all the viewer may see: items/, lineup/, lineup.png, INSTRUCTIONS.md and
-answers.txt to fill in ("item_07: 12", or "item_07: none"). OUT/key.json says what each item is;
-keep it from the viewer. `score` prints, per condition and per painting, how often the viewer
-named the right painting, against chance (one in the line-up's size).
+Each viewer sees a painting at most once (OUT/viewer_1, viewer_2, ...): one who has seen
+candy's strokes in one item would otherwise match candy's palette in another. A viewer's folder
+is all they may see: items/, lineup/, lineup.png, INSTRUCTIONS.md and answers.txt to fill in
+("item_07: 12", "item_07: 12?" for a guess, or "item_07: none"). OUT/key.json says what each
+item is; keep it from them. `score` pools the sheets and prints, per condition and per painting,
+how often the right painting was named, and named without a `?`, against chance (one in the
+line-up's size).
 """
 
 from __future__ import annotations
@@ -51,15 +54,16 @@ from impasto.training.iterative.optimize import OptimizeConfig, build_objective,
 
 SHARED = REPO.parent / "shared" / "data"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
-ANSWER = re.compile(r"^\s*(item_\d+)\s*:\s*([^\s#]*)")
+ANSWER = re.compile(r"^\s*(item_\d+)\s*:\s*([^\s#?]*)(\??)")
 INSTRUCTIONS = """\
 # Which painting?
 
 Each picture in items/ is a photo made to look like one of the paintings in lineup/ (the same
 paintings, numbered, are on lineup.png), or like none of them. For each item, write the number of
-the painting it imitates into answers.txt, or `none` if it imitates none you can see; a short
-reason may follow a `#` ("item_07: 12  # the swirls"). Judge each item on its own: a painting may
-be behind several items or behind none. Judge by eye, as a person would: do not measure the
+the painting it imitates into answers.txt, or `none` if it imitates none you can see. Put a `?`
+after a number you are guessing ("item_07: 12?"). A short reason may follow a `#`
+("item_07: 12  # the swirls"). Judge each item on its own: a painting may be behind several
+items or behind none. Judge by eye, as a person would: do not measure the
 pictures with a program. Do not look for other files; only items/ and lineup/ are part of the test.
 """
 
@@ -145,37 +149,66 @@ def palette_transfer(photo: np.ndarray, painting: np.ndarray, rounds: int = 30, 
     return np.clip(src, 0, 1).reshape(photo.shape).astype(np.float32)
 
 
+def deal(items: list[dict], viewers: int) -> list[list[dict]]:
+    """Items to viewers, each painting at most once per viewer: a viewer who has named the
+    painting in one item cannot match another item to it by its palette. A painting's items go
+    to viewers in turn from an offset that moves with the painting, so each viewer gets a mix of
+    conditions. One viewer sees everything."""
+    if viewers == 1:
+        return [items]
+    by_painting: dict[str, list[dict]] = defaultdict(list)
+    for it in items:
+        by_painting[it["painting"]].append(it)
+    hands: list[list[dict]] = [[] for _ in range(viewers)]
+    for offset, (painting, group) in enumerate(by_painting.items()):
+        if len(group) > viewers:
+            raise ImpastoError(f"{painting}: {len(group)} items for {viewers} viewers; each viewer sees "
+                               f"a painting once, so ask for fewer items or more viewers")
+        for j, it in enumerate(group):
+            hands[(j + offset) % viewers].append(it)
+    return hands
+
+
 def prepare(out: Path, models: list[Path], photos_dir: Path, paintings_dir: Path, per_style: int,
-            grades: int, iterative: int, size: int, seed: int, iterations: int = 300) -> list[dict]:
+            grades: int, iterative: int, size: int, seed: int, iterations: int = 300,
+            viewers: int = 1) -> list[dict]:
     paintings = lineup(paintings_dir)
-    photos = sorted(p for p in photos_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    photos = [p for p in sorted(photos_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES
+              and max(Image.open(p).size) >= size]     # an item smaller than the rest would stand out
     if not photos:
-        raise ImpastoError(f"{photos_dir}: no photos")
+        raise ImpastoError(f"{photos_dir}: no photo of {size} px or more")
     rng = random.Random(seed)
     rng.shuffle(photos)
     items = plan(models, paintings, photos, per_style, grades, iterative)
+    hands = deal(items, viewers)
     rng.shuffle(items)                      # conditions and styles interleaved, nothing in the order
     numbers = list(range(1, len(paintings) + 1))
     rng.shuffle(numbers)                    # the line-up's order says nothing either
     labels = {p.name: n for p, n in zip(paintings, numbers)}
-    viewer = out / "viewer"
-    (viewer / "items").mkdir(parents=True, exist_ok=True)
-    (viewer / "lineup").mkdir(exist_ok=True)
-    for p in paintings:
-        images.save(images.load(str(p), max_side=384), viewer / "lineup" / f"{labels[p.name]:02d}.png")
-    write_sheet(paintings, labels, viewer / "lineup.png")
-    config = OptimizeConfig(size=size, iterations=iterations)
-    objective = build_objective(config) if iterative else None
     width = len(str(len(items)))
-    for i, item in enumerate(items, 1):
+    for i, item in enumerate(items, 1):     # numbered across viewers: their answers can be pooled
         item["item"] = f"item_{i:0{width}d}"
         item["answer"] = labels[item["painting"]]
+    folders = [out / "viewer"] if viewers == 1 else [out / f"viewer_{v}" for v in range(1, viewers + 1)]
+    for folder, hand in zip(folders, hands):
+        (folder / "items").mkdir(parents=True, exist_ok=True)
+        (folder / "lineup").mkdir(exist_ok=True)
+        for p in paintings:
+            images.save(images.load(str(p), max_side=384), folder / "lineup" / f"{labels[p.name]:02d}.png")
+        write_sheet(paintings, labels, folder / "lineup.png")
+        (folder / "INSTRUCTIONS.md").write_text(INSTRUCTIONS)
+        hand.sort(key=lambda it: it["item"])
+        (folder / "answers.txt").write_text("".join(f"{it['item']}: \n" for it in hand))
+        for it in hand:
+            it["viewer"] = folder.name
+    config = OptimizeConfig(size=size, iterations=iterations)
+    objective = build_objective(config) if iterative else None
+    for i, item in enumerate(items, 1):
         photo = images.load(str(photos_dir / item["photo"]), max_side=size)
         painting = images.load(str(paintings_dir / item["painting"]), max_side=512)
-        images.save(paint(item, photo, painting, config, objective), viewer / "items" / f"{item['item']}.png")
+        images.save(paint(item, photo, painting, config, objective),
+                    out / item["viewer"] / "items" / f"{item['item']}.png")
         print(f"{item['item']} painted ({i}/{len(items)})", flush=True)
-    (viewer / "INSTRUCTIONS.md").write_text(INSTRUCTIONS)
-    (viewer / "answers.txt").write_text("".join(f"{it['item']}: \n" for it in items))
     key = {"lineup": {str(n): name for name, n in labels.items()}, "items": items}
     (out / "key.json").write_text(json.dumps(key, indent=2) + "\n")
     return items
@@ -198,78 +231,94 @@ def write_sheet(paintings: list[Path], labels: dict[str, int], path: Path, tile:
     sheet.save(path)
 
 
-def read_answers(path: Path, key: dict) -> dict[str, str | None]:
-    """item -> painting named (None for `none`); every item answered, every number in the line-up."""
+def read_answers(paths: list[Path], key: dict) -> dict[str, tuple[str | None, bool]]:
+    """item -> (painting named or None for `none`, sure), from one sheet per viewer; every item
+    answered once, every number in the line-up. A `?` after the number marks a guess."""
     known = {it["item"] for it in key["items"]}
-    answers: dict[str, str | None] = {}
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        m = ANSWER.match(line)
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        if not m or m.group(1) not in known:
-            raise ImpastoError(f"{path}:{n}: expected 'item_NN: <painting number or none>', got {line!r}")
-        value = m.group(2).lower()
-        if value == "none":
-            answers[m.group(1)] = None
-        elif value in key["lineup"] or value.lstrip("0") in key["lineup"]:
-            answers[m.group(1)] = key["lineup"][value.lstrip("0")]
-        else:
-            raise ImpastoError(f"{path}:{n}: {m.group(2) or 'nothing'} is not a painting's number "
-                               f"(1-{len(key['lineup'])}) nor 'none'")
+    answers: dict[str, tuple[str | None, bool]] = {}
+    for path in paths:
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            m = ANSWER.match(line)
+            if not m or m.group(1) not in known:
+                raise ImpastoError(f"{path}:{n}: expected 'item_NN: <painting number or none>', got {line!r}")
+            if m.group(1) in answers:
+                raise ImpastoError(f"{path}:{n}: {m.group(1)} answered twice")
+            value, sure = m.group(2).lower(), not m.group(3)
+            if value == "none":
+                answers[m.group(1)] = (None, sure)
+            elif value.lstrip("0") in key["lineup"]:
+                answers[m.group(1)] = (key["lineup"][value.lstrip("0")], sure)
+            else:
+                raise ImpastoError(f"{path}:{n}: {m.group(2) or 'nothing'} is not a painting's number "
+                                   f"(1-{len(key['lineup'])}) nor 'none'")
     missing = sorted(known - answers.keys())
     if missing:
-        raise ImpastoError(f"{path}: no answer for {', '.join(missing)}")
+        raise ImpastoError(f"{', '.join(map(str, paths))}: no answer for {', '.join(missing)}")
     return answers
 
 
-def score(key: dict, answers: dict[str, str | None]) -> dict:
-    """Share of items whose painting was named, per condition and per (condition, style)."""
+def score(key: dict, answers: dict[str, tuple[str | None, bool]]) -> dict:
+    """How many items had their painting named, and named without a `?`, per condition and per
+    (condition, style)."""
     by_condition, by_style = defaultdict(list), defaultdict(list)
     for it in key["items"]:
-        hit = answers[it["item"]] == it["painting"]
+        named, sure = answers[it["item"]]
+        hit = (named == it["painting"], named == it["painting"] and sure)
         by_condition[it["condition"]].append(hit)
-        by_style[(it["condition"], it.get("style", Path(it["painting"]).stem))].append(hit)
-    named = lambda hits: {"named": sum(hits), "items": len(hits), "share": sum(hits) / len(hits)}  # noqa: E731
+        by_style[(it["condition"], it.get("style") or Path(it["painting"]).stem)].append(hit)
+
+    def tally(hits):
+        return {"named": sum(h for h, _ in hits), "sure": sum(s for _, s in hits), "items": len(hits),
+                "share": sum(h for h, _ in hits) / len(hits)}
     return {"chance": 1 / len(key["lineup"]),
-            "conditions": {c: named(h) for c, h in by_condition.items()},
-            "styles": {f"{c}:{s}": named(h) for (c, s), h in sorted(by_style.items())},
-            "answers": {it["item"]: {"shown": it["painting"], "named": answers[it["item"]],
-                                     "condition": it["condition"], "style": it.get("style")}
+            "conditions": {c: tally(h) for c, h in by_condition.items()},
+            "styles": {f"{c}:{s}": tally(h) for (c, s), h in sorted(by_style.items())},
+            "answers": {it["item"]: {"shown": it["painting"], "named": answers[it["item"]][0],
+                                     "sure": answers[it["item"]][1], "condition": it["condition"],
+                                     "style": it.get("style") or Path(it["painting"]).stem}
                         for it in key["items"]}}
 
 
 def report(result: dict) -> None:
     print(f"chance: {result['chance']:.1%} (one of {round(1 / result['chance'])} paintings)")
     for c, r in result["conditions"].items():
-        print(f"{c:>10}: named {r['named']}/{r['items']} ({r['share']:.0%})")
+        print(f"{c:>10}: named {r['named']}/{r['items']} ({r['share']:.0%}), {r['sure']} of them sure")
     for s, r in result["styles"].items():
-        wrong = [a["named"] or "none" for a in result["answers"].values()
-                 if f"{a['condition']}:{a['style'] or Path(a['shown']).stem}" == s and a["named"] != a["shown"]]
-        print(f"  {s:<28} {r['named']}/{r['items']}" + (f"  (taken for {', '.join(wrong)})" if wrong else ""))
+        wrong = [(a["named"] or "none") + ("" if a["sure"] else "?") for a in result["answers"].values()
+                 if f"{a['condition']}:{a['style']}" == s and a["named"] != a["shown"]]
+        print(f"  {s:<28} {r['named']}/{r['items']} ({r['sure']} sure)"
+              + (f"  taken for {', '.join(wrong)}" if wrong else ""))
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("prepare", help="paint the items and write the viewer's folder and the key")
-    p.add_argument("out", type=Path, help="a new folder: viewer/ for the viewer, key.json for you")
+    p = sub.add_parser("prepare", help="paint the items and write the viewers' folders and the key")
+    p.add_argument("out", type=Path, help="a new folder: a folder per viewer, key.json for you")
     p.add_argument("models", nargs="*", type=Path, help="ONNX files (default: the bundled photo networks)")
     p.add_argument("--photos", type=Path, default=SHARED / "content",
                    help="held-out photos (default: %(default)s)")
     p.add_argument("--paintings", type=Path, default=SHARED / "style",
                    help="the line-up: every painting in this folder (default: %(default)s)")
-    p.add_argument("--per-style", type=int, default=2, help="fast items per style (default: %(default)s)")
+    p.add_argument("--per-style", type=int, default=1, help="fast items per style (default: %(default)s)")
     p.add_argument("--grades", type=int, default=1,
                    help="colour-graded photos per painting, the palette-only control (default: %(default)s)")
     p.add_argument("--iterative", type=int, default=1,
                    help="L-BFGS results per painting (default: %(default)s)")
     p.add_argument("--iterations", type=int, default=300,
                    help="L-BFGS iterations of each (default: %(default)s, the bar's)")
-    p.add_argument("--size", type=int, default=320, help="longest side of every item (default: %(default)s)")
+    p.add_argument("--size", type=int, default=512,
+                   help="longest side of every item; at 320 px strokes are coarse for the picture "
+                        "and styles blur together (default: %(default)s)")
+    p.add_argument("--viewers", type=int, default=4,
+                   help="viewers, each shown every painting at most once (1: one viewer sees "
+                        "everything) (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="the shuffle (default: %(default)s)")
-    s = sub.add_parser("score", help="score a viewer's answers against the key")
+    s = sub.add_parser("score", help="score the viewers' answers against the key")
     s.add_argument("out", type=Path, help="the folder prepare wrote")
-    s.add_argument("answers", type=Path, help="the viewer's answers.txt")
+    s.add_argument("answers", type=Path, nargs="+", help="the viewers' answers.txt, one per viewer")
     s.add_argument("--json", type=Path, default=None, help="write the figures here")
     a = ap.parse_args()
     try:
@@ -277,8 +326,8 @@ def main() -> int:
             if a.out.exists() and any(a.out.iterdir()):
                 raise ImpastoError(f"{a.out}: not empty; prepare writes a new test")
             prepare(a.out, a.models or default_models(), a.photos, a.paintings, a.per_style, a.grades,
-                    a.iterative, a.size, a.seed, a.iterations)
-            print(f"show {a.out / 'viewer'} to the viewer; keep {a.out / 'key.json'} from them")
+                    a.iterative, a.size, a.seed, a.iterations, a.viewers)
+            print(f"show each viewer folder in {a.out} to one person; keep {a.out / 'key.json'} from them")
         else:
             key = json.loads((a.out / "key.json").read_text())
             result = score(key, read_answers(a.answers, key))
