@@ -63,8 +63,8 @@ paintings, numbered, are on lineup.png), or like none of them. For each item, wr
 the painting it imitates into answers.txt, or `none` if it imitates none you can see. Put a `?`
 after a number you are guessing ("item_07: 12?"). A short reason may follow a `#`
 ("item_07: 12  # the swirls"). Judge each item on its own: a painting may be behind several
-items or behind none. Judge by eye, as a person would: do not measure the
-pictures with a program. Do not look for other files; only items/ and lineup/ are part of the test.
+items or behind none. Judge by eye, as a person would: do not measure the pictures with a
+program. Do not look for other files; only items/ and lineup/ are part of the test.
 """
 
 
@@ -86,15 +86,15 @@ def lineup(folder: Path) -> list[Path]:
 
 def plan(models: list[Path], paintings: list[Path], photos: list[Path], per_style: int, grades: int,
          iterative: int) -> list[dict]:
-    """What each item will be, before any is painted: photos dealt in turn, so a painting's
-    items in different conditions show different photos (no side-by-side within a photo)."""
+    """What each item will be, before any is painted: photos taken in turn, so a painting's items
+    show different photos while there are photos enough."""
     names = {p.name for p in paintings}
-    items, deal = [], 0
+    items, taken = [], 0
 
     def photo() -> str:
-        nonlocal deal
-        deal += 1
-        return photos[(deal - 1) % len(photos)].name
+        nonlocal taken
+        taken += 1
+        return photos[(taken - 1) % len(photos)].name
 
     styles = []
     for model in models:
@@ -201,6 +201,8 @@ def prepare(out: Path, models: list[Path], photos_dir: Path, paintings_dir: Path
         (folder / "answers.txt").write_text("".join(f"{it['item']}: \n" for it in hand))
         for it in hand:
             it["viewer"] = folder.name
+    key = {"lineup": {str(n): name for name, n in labels.items()}, "items": items}
+    (out / "key.json").write_text(json.dumps(key, indent=2) + "\n")   # first: a viewer can start early
     config = OptimizeConfig(size=size, iterations=iterations)
     objective = build_objective(config) if iterative else None
     for i, item in enumerate(items, 1):
@@ -208,9 +210,7 @@ def prepare(out: Path, models: list[Path], photos_dir: Path, paintings_dir: Path
         painting = images.load(str(paintings_dir / item["painting"]), max_side=512)
         images.save(paint(item, photo, painting, config, objective),
                     out / item["viewer"] / "items" / f"{item['item']}.png")
-        print(f"{item['item']} painted ({i}/{len(items)})", flush=True)
-    key = {"lineup": {str(n): name for name, n in labels.items()}, "items": items}
-    (out / "key.json").write_text(json.dumps(key, indent=2) + "\n")
+        print(f"{item['item']} painted ({i}/{len(items)}, {item['viewer']})", flush=True)
     return items
 
 
