@@ -172,6 +172,7 @@ def deal(items: list[dict], viewers: int) -> list[list[dict]]:
 def prepare(out: Path, models: list[Path], photos_dir: Path, paintings_dir: Path, per_style: int,
             grades: int, iterative: int, size: int, seed: int, iterations: int = 300,
             viewers: int = 1) -> list[dict]:
+    """Plan the items, deal them to the viewers, write their folders and the key, then paint."""
     paintings = lineup(paintings_dir)
     photos = [p for p in sorted(photos_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES
               and max(Image.open(p).size) >= size]     # an item smaller than the rest would stand out
@@ -202,7 +203,7 @@ def prepare(out: Path, models: list[Path], photos_dir: Path, paintings_dir: Path
         for it in hand:
             it["viewer"] = folder.name
     key = {"lineup": {str(n): name for name, n in labels.items()}, "items": items}
-    (out / "key.json").write_text(json.dumps(key, indent=2) + "\n")   # first: a viewer can start early
+    (out / "key.json").write_text(json.dumps(key, indent=2) + "\n")   # first: whose items are done shows early
     config = OptimizeConfig(size=size, iterations=iterations)
     objective = build_objective(config) if iterative else None
     for i, item in enumerate(items, 1):
@@ -323,6 +324,10 @@ def main() -> int:
     a = ap.parse_args()
     try:
         if a.command == "prepare":
+            if min(a.viewers, a.per_style + a.grades + a.iterative, a.size - 15) < 1 or \
+                    min(a.per_style, a.grades, a.iterative, a.iterations) < 0:
+                raise ImpastoError("--viewers, --size (16 or more) and at least one item per painting "
+                                   "are needed; no count may be negative")
             if a.out.exists() and any(a.out.iterdir()):
                 raise ImpastoError(f"{a.out}: not empty; prepare writes a new test")
             prepare(a.out, a.models or default_models(), a.photos, a.paintings, a.per_style, a.grades,

@@ -154,3 +154,13 @@ def test_the_command_refuses_to_paint_over_a_test_in_one_line(prepared):
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 2
     assert run.stderr.strip() == f"naming_test: {out}: not empty; prepare writes a new test"
+
+
+@pytest.mark.parametrize("option", [["--viewers", "0"], ["--per-style", "-1"], ["--size", "8"],
+                                    ["--per-style", "0", "--grades", "0", "--iterative", "0"]])
+def test_bad_options_are_refused_in_one_line_before_anything_is_written(tmp_path, option):
+    run = subprocess.run([sys.executable, str(REPO / "bench" / "naming_test.py"), "prepare",
+                          str(tmp_path / "out"), *option], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert run.stderr.startswith("naming_test: --viewers, --size (16 or more)")
+    assert not (tmp_path / "out").exists()
