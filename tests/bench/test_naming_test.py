@@ -125,6 +125,13 @@ def test_the_sheets_are_pooled_and_guesses_counted_apart(prepared):
     assert result["conditions"]["grade"] == {"named": 1, "sure": 0, "items": 1, "share": 1.0}
     assert result["conditions"]["iterative"] == {"named": 1, "sure": 1, "items": 1, "share": 1.0}
     assert result["styles"]["fast:candy"]["named"] == 0
+    run = subprocess.run([sys.executable, str(REPO / "bench" / "naming_test.py"), "score", str(out),
+                          *map(str, _sheets(out)), "--json", str(out / "score.json")],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "fast: named 0/1 (0%), 0 of them sure" in run.stdout
+    assert json.loads((out / "score.json").read_text())["conditions"] == result["conditions"]
+    (out / "score.json").unlink()
     for it in items:
         (out / it["viewer"] / "answers.txt").write_text(f"{it['item']}: {wrong}\n")
     result = bench.score(key, bench.read_answers(_sheets(out), key))
