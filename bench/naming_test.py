@@ -126,7 +126,7 @@ def paint(item: dict, photo: np.ndarray, painting: np.ndarray, config: OptimizeC
         return stylize_array(engine, photo, style_weights=weights)
     if item["condition"] == "grade":
         return palette_transfer(photo, painting)
-    return stylize(photo, [painting], config, objective=objective).image
+    return stylize(photo, [painting], config, progress=True, objective=objective).image   # minutes each
 
 
 def palette_transfer(photo: np.ndarray, painting: np.ndarray, rounds: int = 30, seed: int = 0) -> np.ndarray:
