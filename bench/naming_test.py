@@ -29,10 +29,10 @@ line-up's size).
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import random
 import re
+import shutil
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -48,12 +48,11 @@ from style_quality import styles_of  # noqa: E402
 from impasto import images  # noqa: E402
 from impasto.errors import ImpastoError  # noqa: E402
 from impasto.models.zoo.card import read_card  # noqa: E402
-from impasto.serve.runtime import OrtEngine  # noqa: E402
+from impasto.serve.runtime import Engine, load_engine  # noqa: E402
 from impasto.serve.stylize import stylize_array  # noqa: E402
 from impasto.training.iterative.optimize import OptimizeConfig, build_objective, stylize  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data"
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 ANSWER = re.compile(r"^\s*(item_\d+)\s*:\s*([^\s#?]*)(\??)")
 INSTRUCTIONS = """\
 # Which painting?
@@ -78,7 +77,7 @@ def default_models() -> list[Path]:
 def lineup(folder: Path) -> list[Path]:
     """Every painting in `folder`, a painting's crops (starry_night_crop, rain-princess-cropped)
     left out: they would be a second right answer."""
-    found = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    found = images.list_images(folder)
     stems = {p.stem for p in found}
     return [p for p in found if not (re.search(r"[-_]crop(ped)?$", p.stem)
                                      and re.sub(r"[-_]crop(ped)?$", "", p.stem) in stems)]
@@ -112,9 +111,8 @@ def plan(models: list[Path], paintings: list[Path], photos: list[Path], per_styl
     return items
 
 
-@functools.cache
-def engine_for(network: str) -> OrtEngine:
-    return OrtEngine(network, threads=2)
+def engine_for(network: str) -> Engine:
+    return load_engine(network, backend="ort", threads=2)     # load_engine keeps it for the next item
 
 
 def paint(item: dict, photo: np.ndarray, painting: np.ndarray, config: OptimizeConfig, objective) -> np.ndarray:
@@ -174,8 +172,8 @@ def prepare(out: Path, models: list[Path], photos_dir: Path, paintings_dir: Path
             viewers: int = 1) -> list[dict]:
     """Plan the items, deal them to the viewers, write their folders and the key, then paint."""
     paintings = lineup(paintings_dir)
-    photos = [p for p in sorted(photos_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES
-              and max(Image.open(p).size) >= size]     # an item smaller than the rest would stand out
+    photos = [p for p in images.list_images(photos_dir)
+              if _longest_side(p) >= size]      # an item smaller than the rest would stand out
     if not photos:
         raise ImpastoError(f"{photos_dir}: no photo of {size} px or more")
     rng = random.Random(seed)
@@ -191,12 +189,17 @@ def prepare(out: Path, models: list[Path], photos_dir: Path, paintings_dir: Path
         item["item"] = f"item_{i:0{width}d}"
         item["answer"] = labels[item["painting"]]
     folders = [out / "viewer"] if viewers == 1 else [out / f"viewer_{v}" for v in range(1, viewers + 1)]
+    first = folders[0]
+    (first / "lineup").mkdir(parents=True, exist_ok=True)
+    shown = {labels[p.name]: images.load(str(p), max_side=384) for p in paintings}
+    for number, picture in shown.items():
+        images.save(picture, first / "lineup" / f"{number:02d}.png")
+    write_sheet(shown, first / "lineup.png")
     for folder, hand in zip(folders, hands):
-        (folder / "items").mkdir(parents=True, exist_ok=True)
-        (folder / "lineup").mkdir(exist_ok=True)
-        for p in paintings:
-            images.save(images.load(str(p), max_side=384), folder / "lineup" / f"{labels[p.name]:02d}.png")
-        write_sheet(paintings, labels, folder / "lineup.png")
+        if folder != first:             # the same line-up for everyone, drawn once
+            shutil.copytree(first / "lineup", folder / "lineup")
+            shutil.copy(first / "lineup.png", folder / "lineup.png")
+        (folder / "items").mkdir(exist_ok=True)
         (folder / "INSTRUCTIONS.md").write_text(INSTRUCTIONS)
         hand.sort(key=lambda it: it["item"])
         (folder / "answers.txt").write_text("".join(f"{it['item']}: \n" for it in hand))
@@ -215,20 +218,24 @@ def prepare(out: Path, models: list[Path], photos_dir: Path, paintings_dir: Path
     return items
 
 
-def write_sheet(paintings: list[Path], labels: dict[str, int], path: Path, tile: int = 200) -> None:
-    """All the paintings on one page, in label order, each with its number under it."""
-    ordered = sorted(paintings, key=lambda p: labels[p.name])
+def _longest_side(path: Path) -> int:
+    with Image.open(path) as im:        # the header only
+        return max(im.size)
+
+
+def write_sheet(shown: dict[int, np.ndarray], path: Path, tile: int = 200) -> None:
+    """All the paintings on one page, in number order, each with its number under it."""
     cols = 6
-    rows = -(-len(ordered) // cols)
+    rows = -(-len(shown) // cols)
     sheet = Image.new("RGB", (cols * tile, rows * (tile + 24)), "white")
     draw = ImageDraw.Draw(sheet)
     font = ImageFont.load_default(size=20)
-    for k, p in enumerate(ordered):
-        thumb = Image.open(p).convert("RGB")
+    for k, number in enumerate(sorted(shown)):
+        thumb = Image.fromarray(images.to_uint8(shown[number]))
         thumb.thumbnail((tile - 8, tile - 8))
         x, y = (k % cols) * tile, (k // cols) * (tile + 24)
         sheet.paste(thumb, (x + (tile - thumb.width) // 2, y + (tile - thumb.height) // 2))
-        draw.text((x + tile // 2, y + tile + 12), str(labels[p.name]), fill="black", font=font, anchor="mm")
+        draw.text((x + tile // 2, y + tile + 12), str(number), fill="black", font=font, anchor="mm")
     sheet.save(path)
 
 
@@ -324,8 +331,8 @@ def main() -> int:
     a = ap.parse_args()
     try:
         if a.command == "prepare":
-            if min(a.viewers, a.per_style + a.grades + a.iterative, a.size - 15) < 1 or \
-                    min(a.per_style, a.grades, a.iterative, a.iterations) < 0:
+            counts = (a.per_style, a.grades, a.iterative, a.iterations)
+            if a.viewers < 1 or a.size < 16 or min(counts) < 0 or not any(counts[:3]):
                 raise ImpastoError("--viewers, --size (16 or more) and at least one item per painting "
                                    "are needed; no count may be negative")
             if a.out.exists() and any(a.out.iterdir()):
